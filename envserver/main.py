@@ -1,0 +1,53 @@
+"""`envserver` console script: parse arguments, build the task, serve it."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from .server import EnvServer, ServerConfig
+from .tasks import make_task, task_names
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="envserver", description="Serve one khop task to agentd processes.")
+    p.add_argument("--task", required=True, help=f"one of: {', '.join(task_names())}")
+    p.add_argument("--bind", default="tcp://127.0.0.1:5555", help="ZeroMQ endpoint to bind the ROUTER on")
+    p.add_argument("--envs", type=int, default=8, help="parallel env copies stepped in lockstep")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=10_000, help="env steps to run, summed over copies")
+    p.add_argument("--deadline", type=float, default=30.0, help="seconds to wait for an agent's ACT")
+    p.add_argument("--join-timeout", type=float, default=300.0, help="seconds to wait for every agent to join")
+    p.add_argument("--run-dir", type=Path, default=Path("run/envserver"), help="where episodes.jsonl goes")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s envserver %(levelname)s %(message)s")
+    try:
+        if args.envs < 1:
+            raise ValueError(f"--envs must be >= 1, got {args.envs}")
+        if args.steps < 1:
+            raise ValueError(f"--steps must be >= 1, got {args.steps}")
+        task = make_task(args.task, n_envs=args.envs, seed=args.seed)
+    except ValueError as err:
+        print(f"envserver: error: {err}", file=sys.stderr)
+        return 2
+    cfg = ServerConfig(bind=args.bind, run_dir=args.run_dir, max_env_steps=args.steps,
+                       deadline_s=args.deadline, join_timeout_s=args.join_timeout)
+    server = EnvServer(task, cfg, seed=args.seed)
+    server.install_signal_handlers()
+    logging.info("serving %s (%d agents, %d envs) on %s", task.spec.name, task.spec.n_agents, args.envs,
+                 server.endpoint)
+    try:
+        server.serve()
+    except TimeoutError as err:
+        print(f"envserver: error: {err}", file=sys.stderr)
+        return 3
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

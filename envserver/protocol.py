@@ -1,0 +1,214 @@
+"""Every message khop puts on a wire, and the one place where frames are parsed and validated.
+
+A message is a list of ZeroMQ frames ``[header, buf0, buf1, ...]``: the header is a msgpack map
+naming the type, the scalar fields and, for each following frame, its name, dtype and shape; each
+buffer frame is the raw bytes of one numpy array. Arrays therefore never pass through msgpack
+(no copy, no per-element encoding), and the receiver rebuilds them with ``np.frombuffer``.
+
+Nothing from the wire is trusted: the header is size-capped before msgpack sees it, every buffer's
+byte length must equal what its declared dtype and shape imply (lengths are *checked*, never used
+to allocate), floats must be finite, and each type's required fields must be present with the
+right Python types. Anything else raises :class:`ProtocolError` with a one-line reason that the
+server sends back in an ERROR.
+
+Message set (DESIGN.md §2, plus BYE so a run can end cleanly):
+
+=========  ===========  ====================================================================
+type       direction    fields / buffers
+=========  ===========  ====================================================================
+HELLO      agent → env  agent:int, version:int, resume:bool, incarnation:int
+WELCOME    env → agent  agent, task, n_agents, n_envs, episode_length, seed, agents:[spec],
+                        cost_names, cost_limits
+STEP       env → agent  t:int; obs[E,obs_dim] f32, reward[E] f32, cost[E,C] f32,
+                        terminated[E] u1, truncated[E] u1
+ACT        agent → env  agent:int, t:int; action: [E,act_dim] f32 (continuous) | [E] i64
+ERROR      env → agent  reason:str
+BYE        env → agent  reason:str (the run is over; agents checkpoint and exit)
+STATE      agent ↔ agent  from:int, t:int, round:int, origins:[int], hops:[int];
+                        one buffer per entry: the origin's obs rows [E, obs_dim] f32
+=========  ===========  ====================================================================
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+import numpy as np
+
+PROTOCOL_VERSION = 1
+MAX_HEADER_BYTES = 64 * 1024
+DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # set as ZMQ_MAXMSGSIZE on every socket
+MAX_BUFFERS = 4096
+MAX_NDIM = 4
+
+_DTYPES = {"f4": np.float32, "f2": np.float16, "i8": np.int64, "u1": np.uint8}
+_DTYPE_NAMES = {np.dtype(v): k for k, v in _DTYPES.items()}
+
+# type -> {field: accepted python types}; every listed field is required
+_FIELDS: dict[str, dict[str, tuple[type, ...]]] = {
+    "HELLO": {"agent": (int,), "version": (int,), "resume": (bool,), "incarnation": (int,)},
+    "WELCOME": {
+        "agent": (int,), "task": (str,), "n_agents": (int,), "n_envs": (int,),
+        "episode_length": (int,), "seed": (int,), "agents": (list,),
+        "cost_names": (list,), "cost_limits": (list,),
+    },
+    "STEP": {"t": (int,)},
+    "ACT": {"agent": (int,), "t": (int,)},
+    "ERROR": {"reason": (str,)},
+    "BYE": {"reason": (str,)},
+    "STATE": {"from": (int,), "t": (int,), "round": (int,), "origins": (list,), "hops": (list,)},
+}
+# buffers each type must carry, by name (STATE carries a variable number, checked separately)
+_BUFFERS: dict[str, tuple[str, ...]] = {
+    "STEP": ("obs", "reward", "cost", "terminated", "truncated"),
+    "ACT": ("action",),
+}
+
+
+class ProtocolError(ValueError):
+    """A frame that must be refused; ``str(err)`` is the one-line reason sent back in ERROR."""
+
+
+@dataclass
+class Message:
+    type: str
+    fields: dict[str, Any]
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    entries: list[np.ndarray] = field(default_factory=list)  # STATE payload, in origins order
+
+    def __getitem__(self, key: str) -> Any:
+        return self.fields[key]
+
+
+def encode(msg_type: str, fields: dict[str, Any] | None = None,
+           arrays: dict[str, np.ndarray] | None = None,
+           entries: list[np.ndarray] | None = None) -> list[bytes | memoryview]:
+    """Build the frame list for one message. Arrays go out as their own frames, uncopied."""
+    fields = dict(fields or {})
+    named = list((arrays or {}).items()) + [(f"e{i}", a) for i, a in enumerate(entries or [])]
+    bufs = []
+    frames: list[bytes | memoryview] = [b""]
+    for name, arr in named:
+        arr = np.ascontiguousarray(arr)
+        try:
+            dt = _DTYPE_NAMES[arr.dtype]
+        except KeyError:
+            raise ProtocolError(f"cannot send dtype {arr.dtype} in buffer {name!r}") from None
+        bufs.append([name, dt, list(arr.shape)])
+        frames.append(arr.reshape(-1).view(np.uint8).data)  # raw bytes, no copy
+    header = {"type": msg_type, **fields, "bufs": bufs}
+    frames[0] = msgpack.packb(header, use_bin_type=True)
+    return frames
+
+
+def _buffer_bytes(frame: Any) -> memoryview:
+    if isinstance(frame, (bytes, bytearray, memoryview)):
+        return memoryview(frame)
+    return frame.buffer  # zmq.Frame received with copy=False
+
+
+def decode(frames: list[Any], max_bytes: int | None = None) -> Message:
+    """Parse and structurally validate one message; raise ProtocolError naming what is wrong.
+
+    ``max_bytes`` is the receiver's own size budget: ZMQ_MAXMSGSIZE drops a single oversized frame
+    (and the connection) before we see it, this limit refuses a whole message politely with ERROR.
+    """
+    if not frames:
+        raise ProtocolError("empty message")
+    if max_bytes is not None:
+        size = sum(len(_buffer_bytes(f)) for f in frames)
+        if size > max_bytes:
+            raise ProtocolError(f"message of {size} bytes exceeds the limit of {max_bytes}")
+    head = _buffer_bytes(frames[0])
+    if len(head) > MAX_HEADER_BYTES:
+        raise ProtocolError(f"header of {len(head)} bytes exceeds {MAX_HEADER_BYTES}")
+    try:
+        header = msgpack.unpackb(head, raw=False, strict_map_key=True, max_array_len=MAX_BUFFERS * 3,
+                                 max_map_len=64, max_str_len=MAX_HEADER_BYTES, max_bin_len=0, max_ext_len=0)
+    except Exception as err:  # msgpack raises many types for garbage
+        raise ProtocolError(f"header is not valid msgpack ({type(err).__name__})") from None
+    if not isinstance(header, dict):
+        raise ProtocolError("header is not a map")
+    msg_type = header.get("type")
+    if msg_type not in _FIELDS:
+        raise ProtocolError(f"unknown message type {msg_type!r}")
+    fields: dict[str, Any] = {}
+    for name, types in _FIELDS[msg_type].items():
+        if name not in header:
+            raise ProtocolError(f"{msg_type} lacks field {name!r}")
+        value = header[name]
+        # bool is an int subclass: keep them apart so resume=1 or agent=True are refused
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            raise ProtocolError(f"{msg_type} field {name!r} has type {type(value).__name__}")
+        fields[name] = value
+    arrays = _decode_buffers(msg_type, header.get("bufs"), frames[1:])
+    msg = Message(msg_type, fields)
+    if msg_type == "STATE":
+        _check_state(msg, arrays)
+    else:
+        missing = [b for b in _BUFFERS.get(msg_type, ()) if b not in arrays]
+        if missing:
+            raise ProtocolError(f"{msg_type} lacks buffer {missing[0]!r}")
+        msg.arrays = arrays
+    for name in ("t", "agent", "from", "round"):
+        if name in fields and fields[name] < 0:
+            raise ProtocolError(f"{msg_type} field {name!r} is negative")
+    return msg
+
+
+def _decode_buffers(msg_type: str, specs: Any, frames: list[Any]) -> dict[str, np.ndarray]:
+    if specs is None:
+        specs = []
+    if not isinstance(specs, list) or len(specs) > MAX_BUFFERS:
+        raise ProtocolError(f"{msg_type} buffer list is malformed")
+    if len(specs) != len(frames):
+        raise ProtocolError(f"{msg_type} declares {len(specs)} buffers but carries {len(frames)}")
+    arrays: dict[str, np.ndarray] = {}
+    for spec, frame in zip(specs, frames):
+        if not (isinstance(spec, list) and len(spec) == 3 and isinstance(spec[0], str)
+                and isinstance(spec[2], list)):
+            raise ProtocolError(f"{msg_type} has a malformed buffer descriptor")
+        name, dt, shape = spec
+        if dt not in _DTYPES:
+            raise ProtocolError(f"buffer {name!r} has unsupported dtype {dt!r}")
+        if len(shape) > MAX_NDIM or not all(isinstance(s, int) and not isinstance(s, bool)
+                                            and 0 <= s < 2**31 for s in shape):
+            raise ProtocolError(f"buffer {name!r} has an invalid shape {shape!r}")
+        dtype = np.dtype(_DTYPES[dt])
+        expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        raw = _buffer_bytes(frame)
+        if len(raw) != expected:
+            raise ProtocolError(f"buffer {name!r} has {len(raw)} bytes, its {dt}{shape} needs {expected}")
+        arr = np.frombuffer(raw, dtype=dtype).reshape(shape)
+        if dtype.kind == "f" and not np.isfinite(arr).all():
+            raise ProtocolError(f"buffer {name!r} contains NaN or inf")
+        if name in arrays:
+            raise ProtocolError(f"buffer {name!r} appears twice")
+        arrays[name] = arr
+    return arrays
+
+
+def _check_state(msg: Message, arrays: dict[str, np.ndarray]) -> None:
+    origins, hops = msg["origins"], msg["hops"]
+    if len(origins) != len(hops) or len(origins) != len(arrays):
+        raise ProtocolError("STATE origins, hops and buffers differ in length")
+    if not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in origins + hops):
+        raise ProtocolError("STATE origins and hops must be non-negative integers")
+    try:
+        msg.entries = [arrays[f"e{i}"] for i in range(len(origins))]
+    except KeyError as err:
+        raise ProtocolError(f"STATE lacks buffer {err.args[0]!r}") from None
+    for e in msg.entries:
+        if e.ndim != 2:
+            raise ProtocolError("STATE entry is not a 2-D array")
+
+
+def check_array(msg: Message, name: str, shape: tuple[int, ...], dtype: type) -> np.ndarray:
+    """Semantic check by a receiver who knows what shape and dtype it expects."""
+    arr = msg.arrays[name]
+    if arr.dtype != np.dtype(dtype):
+        raise ProtocolError(f"{msg.type} buffer {name!r} has dtype {arr.dtype}, expected {np.dtype(dtype)}")
+    if arr.shape != shape:
+        raise ProtocolError(f"{msg.type} buffer {name!r} has shape {arr.shape}, expected {shape}")
+    return arr

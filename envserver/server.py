@@ -1,0 +1,258 @@
+"""The envserver loop: one ROUTER socket, E env copies stepped in lockstep for every agent.
+
+Per step the server sends each live agent one STEP (its E observation rows and the last
+reward/costs), waits for every live agent's ACT until a deadline, substitutes the task's fallback
+action for anyone missing (and marks them down, so a dead agent costs one deadline, not one per
+step), then steps all copies. Bad frames are answered with ERROR and never stop the loop: the
+server serves the honest agents whatever the others send.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import zmq
+
+from . import protocol as P
+from .jsonl import JsonlWriter
+from .tasks import VecTask
+from .tasks.base import AgentSpec
+
+log = logging.getLogger("envserver")
+
+
+@dataclass
+class ServerConfig:
+    bind: str = "tcp://127.0.0.1:5555"
+    run_dir: Path = Path("run/envserver")
+    max_env_steps: int = 10_000  # summed over the E copies
+    deadline_s: float = 30.0  # per step; generous because agents run their updates inside a step
+    join_timeout_s: float = 300.0  # how long to wait for all agents' first HELLO
+    max_message_bytes: int = 1 << 20  # an ACT is E·act_dim floats; anything near this is abuse
+    status_every_s: float = 0.5
+
+
+class EnvServer:
+    def __init__(self, task: VecTask, cfg: ServerConfig, seed: int) -> None:
+        self.task, self.cfg, self.seed = task, cfg, seed
+        self.spec = task.spec
+        self.n, self.E = self.spec.n_agents, task.n_envs
+        self.ctx = zmq.Context.instance()
+        self.sock = self.ctx.socket(zmq.ROUTER)
+        self.sock.setsockopt(zmq.MAXMSGSIZE, P.DEFAULT_MAX_MESSAGE_BYTES)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.setsockopt(zmq.ROUTER_MANDATORY, 1)  # an unroutable send raises instead of vanishing
+        self.sock.bind(cfg.bind)
+        self.endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.routes: dict[int, bytes] = {}  # agent id -> routing id of its DEALER
+        self.live: set[int] = set()
+        self.t = 0
+        self.env_step = 0
+        self.errors = 0
+        self.stop_requested = False
+        cfg.run_dir.mkdir(parents=True, exist_ok=True)
+        self.episodes = JsonlWriter(cfg.run_dir / "episodes.jsonl")
+        self.events = JsonlWriter(cfg.run_dir / "events.jsonl")
+        self._ep_return = np.zeros(self.E)
+        self._ep_cost = np.zeros((self.E, self.spec.n_costs))
+        self._ep_len = np.zeros(self.E, dtype=np.int64)
+        self._last_status = 0.0
+
+    # --- plumbing --------------------------------------------------------------------------
+    def _send(self, agent: int, frames: list) -> None:
+        try:
+            self.sock.send_multipart([self.routes[agent], *frames], copy=False)
+        except zmq.ZMQError as err:  # peer vanished (ROUTER_MANDATORY): treat as down
+            self._mark_down(agent, f"send failed: {err}")
+
+    def _reply_error(self, route: bytes, reason: str) -> None:
+        self.errors += 1
+        log.warning("refused a frame: %s", reason)
+        try:
+            self.sock.send_multipart([route, *P.encode("ERROR", {"reason": reason})])
+        except zmq.ZMQError:
+            pass
+
+    def _event(self, event: str, agent: int | None = None, detail: str = "") -> None:
+        self.events.write({"time": time.time(), "env_step": self.env_step, "t": self.t,
+                           "event": event, "agent": agent, "detail": detail})
+
+    def _mark_down(self, agent: int, why: str) -> None:
+        if agent in self.live:
+            self.live.discard(agent)
+            log.warning("agent %d down: %s", agent, why)
+            self._event("agent_down", agent, why)
+
+    def _welcome(self, agent: int) -> list:
+        return P.encode("WELCOME", {
+            "agent": agent, "task": self.spec.name, "n_agents": self.n, "n_envs": self.E,
+            "episode_length": self.spec.episode_length, "seed": self.seed,
+            "agents": [vars(a) for a in self.spec.agents],
+            "cost_names": list(self.spec.cost_names), "cost_limits": list(self.spec.cost_limits),
+        })
+
+    def _receive(self, timeout_ms: int) -> tuple[bytes, P.Message] | None:
+        """One inbound message, validated; HELLOs are handled here. None on timeout or bad frame."""
+        if not self.sock.poll(timeout_ms):
+            return None
+        frames = self.sock.recv_multipart(copy=True)
+        route, body = frames[0], frames[1:]
+        try:
+            msg = P.decode(body, self.cfg.max_message_bytes)
+        except P.ProtocolError as err:
+            self._reply_error(route, str(err))
+            return None
+        if msg.type == "HELLO":
+            self._on_hello(route, msg)
+            return None
+        return route, msg
+
+    def _on_hello(self, route: bytes, msg: P.Message) -> None:
+        agent = msg["agent"]
+        if agent >= self.n:
+            self._reply_error(route, f"unknown agent {agent}: task {self.spec.name} has agents 0..{self.n - 1}")
+            return
+        if msg["version"] != P.PROTOCOL_VERSION:
+            self._reply_error(route, f"protocol version {msg['version']} unsupported (server speaks {P.PROTOCOL_VERSION})")
+            return
+        rejoin = agent in self.routes
+        self.routes[agent] = route
+        self.sock.send_multipart([route, *self._welcome(agent)])
+        if agent not in self.live:
+            self.live.add(agent)
+            self._event("agent_up", agent, f"incarnation {msg['incarnation']}, resume={msg['resume']}" +
+                        (", rejoin" if rejoin else ""))
+
+    # --- the loop --------------------------------------------------------------------------
+    def wait_for_agents(self) -> None:
+        """Block until every agent has said HELLO once, so the first step is not all fallbacks."""
+        end = time.monotonic() + self.cfg.join_timeout_s
+        while len(self.routes) < self.n and not self.stop_requested:
+            if time.monotonic() > end:
+                raise TimeoutError(f"only agents {sorted(self.routes)} of {self.n} joined within "
+                                   f"{self.cfg.join_timeout_s:.0f} s")
+            self._receive(200)
+
+    def _collect_actions(self) -> list[np.ndarray]:
+        actions: dict[int, np.ndarray] = {}
+        deadline = time.monotonic() + self.cfg.deadline_s
+        while not self.stop_requested and not self.live.issubset(actions):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                for agent in sorted(self.live - set(actions)):
+                    self._mark_down(agent, f"no ACT for step {self.t} within {self.cfg.deadline_s:g} s")
+                break
+            got = self._receive(max(1, min(200, int(remaining * 1000))))
+            if got is None:
+                continue
+            route, msg = got
+            action = self._validate_act(route, msg)
+            if action is not None:
+                actions[msg["agent"]] = action
+        return [actions.get(i, self.task.fallback_action(i)) for i in range(self.n)]
+
+    def _validate_act(self, route: bytes, msg: P.Message) -> np.ndarray | None:
+        if msg.type != "ACT":
+            self._reply_error(route, f"unexpected {msg.type} from an agent (expected ACT)")
+            return None
+        agent = msg["agent"]
+        if agent >= self.n or self.routes.get(agent) != route:
+            self._reply_error(route, f"ACT from unknown agent {agent} (say HELLO first)")
+            return None
+        if msg["t"] != self.t:
+            if agent not in self.live and msg["t"] < self.t:  # a late agent is alive again
+                self.live.add(agent)
+                self._event("agent_up", agent, f"late ACT for step {msg['t']}")
+            self._reply_error(route, f"stale step counter: ACT for step {msg['t']}, server is at {self.t}")
+            return None
+        spec: AgentSpec = self.spec.agents[agent]
+        try:
+            if spec.act_kind == "discrete":
+                a = P.check_array(msg, "action", (self.E,), np.int64)
+                if a.min() < 0 or a.max() >= spec.n_actions:
+                    raise P.ProtocolError(f"ACT action out of range 0..{spec.n_actions - 1}")
+            else:
+                a = P.check_array(msg, "action", (self.E, spec.act_dim), np.float32)
+        except P.ProtocolError as err:
+            self._reply_error(route, str(err))
+            return None
+        return a
+
+    def _send_steps(self, obs: list[np.ndarray], reward: np.ndarray, cost: list[np.ndarray],
+                    terminated: np.ndarray, truncated: np.ndarray) -> None:
+        term, trunc = terminated.astype(np.uint8), truncated.astype(np.uint8)
+        for agent in sorted(self.live):
+            self._send(agent, P.encode("STEP", {"t": self.t}, {
+                "obs": obs[agent], "reward": reward, "cost": cost[agent],
+                "terminated": term, "truncated": trunc}))
+
+    def _account(self, reward: np.ndarray, cost: list[np.ndarray], done: np.ndarray) -> None:
+        self._ep_return += reward
+        self._ep_cost += np.mean(cost, axis=0) if self.spec.n_costs else 0.0
+        self._ep_len += 1
+        for e in np.flatnonzero(done):
+            self.episodes.write({
+                "env_step": self.env_step, "env": int(e), "episode_return": float(self._ep_return[e]),
+                "episode_cost": float(self._ep_cost[e].sum()), "episode_costs": self._ep_cost[e].tolist(),
+                "episode_length": int(self._ep_len[e]), "time": time.time()})
+            self._ep_return[e], self._ep_cost[e], self._ep_len[e] = 0.0, 0.0, 0
+
+    def _write_status(self, final: bool = False) -> None:
+        now = time.monotonic()
+        if not final and now - self._last_status < self.cfg.status_every_s:
+            return
+        self._last_status = now
+        status = {"env_step": self.env_step, "t": self.t, "live": sorted(self.live), "errors": self.errors,
+                  "max_env_steps": self.cfg.max_env_steps, "done": final, "time": time.time()}
+        tmp = self.cfg.run_dir / "status.json.tmp"
+        tmp.write_text(json.dumps(status))
+        tmp.replace(self.cfg.run_dir / "status.json")
+
+    def serve(self) -> None:
+        """Run until max_env_steps (summed over copies) or a stop request; always says BYE."""
+        try:
+            self.wait_for_agents()
+            obs = self.task.reset()
+            reward = np.zeros(self.E, dtype=np.float32)
+            cost = [np.zeros((self.E, self.spec.n_costs), dtype=np.float32)] * self.n
+            done = np.zeros(self.E, dtype=bool)
+            trunc = np.zeros(self.E, dtype=bool)
+            while self.env_step < self.cfg.max_env_steps and not self.stop_requested:
+                self._send_steps(obs, reward, cost, done, trunc)
+                actions = self._collect_actions()
+                if self.stop_requested:
+                    break
+                res = self.task.step(actions)
+                self.t += 1
+                self.env_step += self.E
+                obs, reward, cost, done, trunc = res.obs, res.reward, res.cost, res.terminated, res.truncated
+                self._account(reward, cost, done | trunc)
+                self._write_status()
+        finally:
+            self._finish()
+
+    def _finish(self) -> None:
+        reason = "stopped" if self.stop_requested else "run complete"
+        for agent in list(self.routes):
+            try:
+                self.sock.send_multipart([self.routes[agent], *P.encode("BYE", {"reason": reason})])
+            except zmq.ZMQError:
+                pass
+        self._event("server_stop", None, reason)
+        self._write_status(final=True)
+        self.episodes.close()
+        self.events.close()
+        time.sleep(0.2)  # let BYE frames leave before the socket closes
+        self.sock.close(linger=500)
+        self.task.close()
+
+    def install_signal_handlers(self) -> None:
+        def stop(signum: int, _frame: object) -> None:
+            self.stop_requested = True
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)

@@ -1,0 +1,42 @@
+"""Task registry: the names `khop tasks` lists and `--task` accepts.
+
+Each entry maps a name to the class that builds it; a module is imported only when its task is
+used, so the tabular game does not pay for importing MuJoCo.
+"""
+from __future__ import annotations
+
+import importlib
+
+from .base import AgentSpec, StepResult, TaskSpec, VecTask
+
+# name -> "module:Class" (relative to this package), kept as strings for lazy import
+_ENTRIES: dict[str, str] = {
+    "coop-game": "coop_game:CoopGame",
+    "safe-halfcheetah-2x3": "safe_halfcheetah:SafeHalfCheetah2x3",
+}
+
+
+def task_names() -> list[str]:
+    return sorted(_ENTRIES)
+
+
+def task_class(name: str) -> type[VecTask]:
+    """Resolve a task name; unknown names raise ValueError naming the choices."""
+    try:
+        entry = _ENTRIES[name]
+    except KeyError:
+        raise ValueError(f"unknown task {name!r}; choose one of: {', '.join(task_names())}") from None
+    module_name, cls_name = entry.split(":")
+    module = importlib.import_module(f"{__name__}.{module_name}")
+    return getattr(module, cls_name)
+
+
+def task_spec(name: str) -> TaskSpec:
+    return task_class(name).spec
+
+
+def make_task(name: str, n_envs: int, seed: int) -> VecTask:
+    return task_class(name)(n_envs=n_envs, seed=seed)
+
+
+__all__ = ["AgentSpec", "StepResult", "TaskSpec", "VecTask", "make_task", "task_class", "task_names", "task_spec"]
