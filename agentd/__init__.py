@@ -1,0 +1,1 @@
+"""agentd: one decentralized learner process per agent."""

@@ -1,0 +1,88 @@
+"""On-policy rollout storage ``[T, E, ...]`` and GAE.
+
+Rows are stored exactly as the networks saw them at acting time (normalised obs and critic input),
+together with the old distribution's parameters, so that the first minibatch of an update
+reproduces ratio = 1 and KL = 0 even though the normalisers kept moving during the rollout.
+Costs are stored too (``[T, E, n_costs]``, width fixed by the first ``observe``) so constrained
+learners can add cost critics on the same base with :func:`gae`.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def gae(rewards: np.ndarray, values: np.ndarray, dones: np.ndarray, last_value: np.ndarray,
+        gamma: float, lam: float) -> tuple[np.ndarray, np.ndarray]:
+    """Generalised advantage estimation over ``[T, E]`` arrays; returns (advantages, returns).
+
+    ``dones[t]`` means the episode ended with transition t, so neither the value nor the
+    advantage of step t+1 leaks back across it. Truncation is treated as termination (as
+    CleanRL does): the bootstrap V(s_T) of a time-limited episode is dropped, a small bias
+    accepted because the auto-reset server does not send the final observation of an episode.
+    """
+    t_len = rewards.shape[0]
+    adv = np.zeros_like(values, dtype=np.float32)
+    next_adv = np.zeros(values.shape[1], dtype=np.float32)
+    next_value = last_value.astype(np.float32)
+    for t in range(t_len - 1, -1, -1):
+        live = 1.0 - dones[t].astype(np.float32)
+        delta = rewards[t] + gamma * next_value * live - values[t]
+        next_adv = delta + gamma * lam * live * next_adv
+        adv[t] = next_adv
+        next_value = values[t]
+    return adv, adv + values
+
+
+class RolloutBuffer:
+    """Fixed-size buffer filled one ``act`` (``add``) + ``observe`` (``complete``) pair at a time."""
+
+    def __init__(self, t_len: int, n_envs: int, obs_dim: int, critic_dim: int,
+                 act_shape: tuple[int, ...], act_dtype: type, n_params: int) -> None:
+        self.t_len, self.n_envs = t_len, n_envs
+        shape = (t_len, n_envs)
+        self.obs = np.zeros(shape + (obs_dim,), dtype=np.float32)
+        self.critic_in = np.zeros(shape + (critic_dim,), dtype=np.float32)
+        self.actions = np.zeros(shape + act_shape, dtype=act_dtype)
+        self.logp = np.zeros(shape, dtype=np.float32)
+        self.values = np.zeros(shape, dtype=np.float32)
+        self.params = np.zeros(shape + (n_params,), dtype=np.float32)
+        self.rewards = np.zeros(shape, dtype=np.float32)
+        self.dones = np.zeros(shape, dtype=bool)
+        self.costs: np.ndarray | None = None
+        self.pos = 0  # completed transitions
+        self.pending = False  # an act() is waiting for its observe()
+
+    def full(self) -> bool:
+        return self.pos == self.t_len
+
+    def ensure_can_add(self) -> None:
+        """Raise before the caller changes any state (normalisers, RNG) for an act() that cannot be stored."""
+        if self.pending:
+            raise RuntimeError("act() called twice without observe() in between")
+        if self.full():
+            raise RuntimeError("rollout buffer is full: call update() before acting again")
+
+    def add(self, obs: np.ndarray, critic_in: np.ndarray, action: np.ndarray, logp: np.ndarray,
+            value: np.ndarray, params: np.ndarray) -> None:
+        self.ensure_can_add()
+        t = self.pos
+        self.obs[t], self.critic_in[t], self.actions[t] = obs, critic_in, action
+        self.logp[t], self.values[t], self.params[t] = logp, value, params
+        self.pending = True
+
+    def complete(self, reward: np.ndarray, cost: np.ndarray, done: np.ndarray) -> None:
+        if not self.pending:
+            raise RuntimeError("observe() called without a preceding act()")
+        if self.costs is None:
+            self.costs = np.zeros((self.t_len, self.n_envs, cost.shape[1]), dtype=np.float32)
+        elif self.costs.shape[2] != cost.shape[1]:
+            raise ValueError(f"cost has {cost.shape[1]} columns, earlier steps had {self.costs.shape[2]}")
+        t = self.pos
+        self.rewards[t], self.dones[t], self.costs[t] = reward, done, cost
+        self.pos += 1
+        self.pending = False
+
+    def clear(self) -> None:
+        """Forget the rollout (arrays are overwritten in place, nothing reallocated)."""
+        self.pos = 0
+        self.pending = False

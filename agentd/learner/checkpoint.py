@@ -1,0 +1,90 @@
+"""Crash-safe checkpoint files: ``ckpt-{step:012d}.pt`` in one directory per agent.
+
+A checkpoint is written to ``.tmp``, flushed and fsynced, renamed over the final name with
+``os.replace`` (atomic on POSIX) and the directory is fsynced so the rename itself survives a power
+cut. A reader therefore sees either the old set of files or the new one; a file damaged some other
+way (disk full, copied half-way) is detected at load time and skipped by :func:`latest`.
+Files are read with ``weights_only=True``: a checkpoint directory is data, never code.
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+
+_NAME = re.compile(r"^ckpt-(\d{12})\.pt$")
+_TMP = re.compile(r"^ckpt-(\d{12})\.pt\.tmp$")
+
+
+def checkpoint_name(step: int) -> str:
+    return f"ckpt-{step:012d}.pt"
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def list_checkpoints(directory: Path) -> list[Path]:
+    """Checkpoint files in ``directory``, newest (highest step) first."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    found = [p for p in directory.iterdir() if _NAME.match(p.name)]
+    return sorted(found, key=lambda p: p.name, reverse=True)
+
+
+def save(state: dict[str, Any], directory: Path, step: int, keep: int) -> Path:
+    """Atomically write ``state`` as step ``step``; keep the newest ``keep`` files."""
+    if step < 0:
+        raise ValueError(f"checkpoint step must be >= 0, got {step}")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    final = directory / checkpoint_name(step)
+    tmp = final.with_name(final.name + ".tmp")
+    with open(tmp, "wb") as f:
+        torch.save(state, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, final)
+    _fsync_dir(directory)
+    _prune(directory, keep)
+    return final
+
+
+def _prune(directory: Path, keep: int) -> None:
+    """Delete all but the newest ``keep`` checkpoints, and temp files a crash left behind."""
+    for old in list_checkpoints(directory)[keep:]:
+        old.unlink(missing_ok=True)
+    for p in directory.iterdir():
+        if _TMP.match(p.name):
+            p.unlink(missing_ok=True)
+
+
+def load(path: Path, required: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """Load one checkpoint; raise ValueError if it is unreadable or lacks a required key."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated zip, bad pickle, I/O error: all mean "not usable"
+        raise ValueError(f"checkpoint {path} is unreadable: {e}") from e
+    if not isinstance(state, dict) or not required <= set(state):
+        missing = sorted(required - set(state)) if isinstance(state, dict) else ["<not a dict>"]
+        raise ValueError(f"checkpoint {path} lacks keys {missing}")
+    return state
+
+
+def latest(directory: Path, required: frozenset[str] = frozenset()) -> Path | None:
+    """Newest checkpoint that loads and has the required keys; damaged newer ones are skipped."""
+    for path in list_checkpoints(directory):
+        try:
+            load(path, required)
+        except ValueError:
+            continue
+        return path
+    return None

@@ -1,0 +1,1 @@
+"""compose: the khop umbrella CLI, the local launcher and the report."""

@@ -1,0 +1,115 @@
+"""`khop`, the umbrella command: run, report, tasks, algos."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .launcher import Launch, LaunchError, RunConfig
+
+DEFAULTS = RunConfig()
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but errors are the one line the user needs (no usage dump)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="khop", description="Decentralized multi-agent RL: one process per agent, "
+                                         "ZeroMQ links to graph neighbours only.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    r = sub.add_parser("run", help="train: spawn one envserver and N agentd processes, then write a report")
+    r.add_argument("--task", default=DEFAULTS.task, help=f"task name (default {DEFAULTS.task}; see `khop tasks`)")
+    r.add_argument("--algo", default=DEFAULTS.algo, help=f"learner (default {DEFAULTS.algo}; see `khop algos`)")
+    r.add_argument("--topology", default="", help="generator (ring, line, star, complete, grid[:RxC]), a shipped "
+                                                  "graph name, or a node-link JSON/GraphML file; default: the task's graph")
+    r.add_argument("--kappa", type=int, default=DEFAULTS.kappa, help="hops of state each critic sees")
+    r.add_argument("--steps", type=int, default=DEFAULTS.steps, help="env steps, summed over env copies")
+    r.add_argument("--envs", type=int, default=DEFAULTS.envs, help="env copies stepped in lockstep")
+    r.add_argument("--seed", type=int, default=DEFAULTS.seed)
+    r.add_argument("--run-dir", type=Path, default=None, help="default: runs/<task>-<algo>-k<κ>-s<seed>-<time>")
+    r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="learner hyperparameter, repeatable (e.g. --set rollout_len=64)")
+    r.add_argument("--deadline", type=float, default=DEFAULTS.deadline_s, help="seconds the envserver waits for an ACT")
+    r.add_argument("--checkpoint-every", type=int, default=DEFAULTS.checkpoint_every, help="updates between checkpoints")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    rep = sub.add_parser("report", help="(re)write RUN_DIR/report from the run's files")
+    rep.add_argument("run_dir", type=Path)
+    sub.add_parser("tasks", help="list tasks")
+    sub.add_parser("algos", help="list learners")
+    return p
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    cfg = RunConfig(task=args.task, algo=args.algo, topology=args.topology, kappa=args.kappa, steps=args.steps,
+                    envs=args.envs, seed=args.seed, run_dir=args.run_dir, overrides=args.overrides,
+                    deadline_s=args.deadline, checkpoint_every=args.checkpoint_every, progress=not args.no_progress)
+    launch = Launch(cfg)
+    code = launch.run()
+    summary = launch.dir / "report" / "summary.md"
+    print(f"run directory: {launch.dir}\nreport: {summary}")
+    if summary.exists():
+        print(_headline(launch.dir))
+    return code
+
+
+def _headline(run_dir: Path) -> str:
+    from .report import summarize
+
+    s = summarize(run_dir)
+    parts = [f"episodes {s.get('episodes', 0)}"]
+    for key, label in (("first_quarter_return", "return first quarter"), ("last_quarter_return", "last quarter"),
+                       ("last_quarter_cost", "cost last quarter")):
+        if s.get(key) is not None:
+            parts.append(f"{label} {s[key]:.3f}")
+    return ", ".join(parts)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import write_report
+
+    if not (args.run_dir / "config.json").exists():
+        print(f"khop report: error: {args.run_dir} is not a run directory (no config.json)", file=sys.stderr)
+        return 2
+    print(write_report(args.run_dir) / "summary.md")
+    return 0
+
+
+def cmd_tasks(_args: argparse.Namespace) -> int:
+    from envserver.tasks import task_names, task_spec
+
+    for name in task_names():
+        s = task_spec(name)
+        costs = ", ".join(f"{n} ≤ {lim:g}" for n, lim in zip(s.cost_names, s.cost_limits)) or "no cost"
+        kinds = {a.act_kind for a in s.agents}
+        print(f"{name:24s} {s.n_agents:2d} agents  {'/'.join(sorted(kinds)):10s} episode {s.episode_length:4d}  "
+              f"{costs:22s} {s.description}")
+    return 0
+
+
+def cmd_algos(_args: argparse.Namespace) -> int:
+    from agentd.learner import ALGOS
+
+    for name, cls in sorted(ALGOS.items()):
+        doc = (cls.__doc__ or sys.modules[cls.__module__].__doc__ or "").strip().splitlines()
+        print(f"{name:12s} {doc[0] if doc else ''}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers = {"run": cmd_run, "report": cmd_report, "tasks": cmd_tasks, "algos": cmd_algos}
+    try:
+        return handlers[args.command](args)
+    except LaunchError as err:
+        print(f"khop {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

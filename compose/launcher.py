@@ -1,0 +1,233 @@
+"""`khop run` on one machine: where the envserver and the N agentd processes are spawned, watched
+and stopped.
+
+Each child is a real OS process talking TCP on 127.0.0.1. Children get PR_SET_PDEATHSIG so that
+even a SIGKILLed launcher leaves no orphans, and Ctrl-C / SIGTERM stop them in order (SIGTERM,
+grace period, SIGKILL) so agents can write their final checkpoint.
+"""
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from topologies import TopologyError, diameter, resolve_topology, save_topology
+
+from .progress import ProgressBar, TailState, tail_episodes
+from .report import write_report
+
+PR_SET_PDEATHSIG = 1
+
+
+class LaunchError(ValueError):
+    """Bad run configuration; the message is the one line the user sees."""
+
+
+@dataclass
+class RunConfig:
+    task: str = "coop-game"
+    algo: str = "dpo"
+    topology: str = ""  # empty: the task's default graph
+    kappa: int = 1
+    steps: int = 48_000
+    envs: int = 16
+    seed: int = 0
+    run_dir: Path | None = None
+    overrides: list[str] = field(default_factory=list)
+    deadline_s: float = 30.0
+    checkpoint_every: int = 10
+    progress: bool = True
+
+
+def code_version() -> str:
+    """The commit the code came from (with '+dirty' for local edits), so every run can be redone."""
+    here = Path(__file__).resolve().parent
+    try:
+        rev = subprocess.run(["git", "-C", str(here), "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                             text=True, timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        rev, dirty = "", ""
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        pkg = version("khop")
+    except PackageNotFoundError:
+        pkg = "unknown"
+    return f"khop {pkg}" + (f" git {rev}{'+dirty' if dirty else ''}" if rev else "")
+
+
+def free_ports(n: int) -> list[int]:
+    """Ports the kernel says are free now; bound together so they are distinct."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def validate(cfg: RunConfig):
+    """Check everything a user can get wrong before any process starts; return (spec, graph)."""
+    from agentd.learner import LearnerConfig, algo_names
+    from agentd.learner.config import apply_overrides
+    from agentd.main import parse_overrides
+    from envserver.tasks import task_spec
+
+    try:
+        spec = task_spec(cfg.task)
+    except ValueError as err:
+        raise LaunchError(str(err)) from None
+    if cfg.algo not in algo_names():
+        raise LaunchError(f"unknown algo {cfg.algo!r}; choose one of: {', '.join(algo_names())}")
+    if cfg.kappa < 0:
+        raise LaunchError(f"--kappa must be >= 0, got {cfg.kappa}")
+    if cfg.steps < 1 or cfg.envs < 1:
+        raise LaunchError(f"--steps and --envs must be >= 1, got {cfg.steps} and {cfg.envs}")
+    try:
+        graph = resolve_topology(cfg.topology or spec.topology, spec.n_agents)
+    except TopologyError as err:
+        raise LaunchError(str(err)) from None
+    try:
+        apply_overrides(LearnerConfig(), parse_overrides(cfg.overrides))
+    except ValueError as err:
+        raise LaunchError(str(err)) from None
+    return spec, graph
+
+
+def _die_with_parent() -> None:
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def spawn(cmd: list[str], log_path: Path) -> subprocess.Popen:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+        return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                preexec_fn=_die_with_parent, env=env)
+
+
+class Launch:
+    """One local run: prepare the directory, spawn, watch, stop, report."""
+
+    def __init__(self, cfg: RunConfig) -> None:
+        self.cfg = cfg
+        self.spec, self.graph = validate(cfg)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        self.dir = cfg.run_dir or Path("runs") / f"{cfg.task}-{cfg.algo}-k{cfg.kappa}-s{cfg.seed}-{stamp}"
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.interrupted = False
+
+    def prepare(self) -> Path:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        ports = free_ports(self.spec.n_agents + 1)
+        self.env_endpoint = f"tcp://127.0.0.1:{ports[0]}"
+        for node in self.graph.nodes:
+            self.graph.nodes[node]["address"] = f"tcp://127.0.0.1:{ports[1 + node]}"
+        self.topology_file = self.dir / "topology.json"
+        save_topology(self.graph, self.topology_file)
+        config = {**{k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self.cfg).items()},
+                  "topology": self.cfg.topology or self.spec.topology, "run_dir": str(self.dir),
+                  "n_agents": self.spec.n_agents, "graph_diameter": diameter(self.graph),
+                  "cost_names": list(self.spec.cost_names), "cost_limits": list(self.spec.cost_limits),
+                  "episode_length": self.spec.episode_length, "code_version": code_version(),
+                  "command": shlex.join(sys.argv), "python": sys.version.split()[0]}
+        (self.dir / "config.json").write_text(json.dumps(config, indent=1))
+        return self.dir
+
+    def _commands(self) -> dict[str, list[str]]:
+        c = self.cfg
+        py = sys.executable
+        cmds = {"envserver": [py, "-m", "envserver.main", "--task", c.task, "--bind", self.env_endpoint,
+                              "--envs", str(c.envs), "--seed", str(c.seed), "--steps", str(c.steps),
+                              "--deadline", str(c.deadline_s), "--run-dir", str(self.dir / "envserver")]}
+        for i in range(self.spec.n_agents):
+            cmds[f"agent-{i}"] = [py, "-m", "agentd.main", "--id", str(i), "--env", self.env_endpoint,
+                                  "--topology", str(self.topology_file), "--kappa", str(c.kappa),
+                                  "--algo", c.algo, "--seed", str(c.seed), "--run-dir", str(self.dir),
+                                  "--checkpoint-every", str(c.checkpoint_every),
+                                  *[arg for kv in c.overrides for arg in ("--set", kv)]]
+        return cmds
+
+    def start(self) -> None:
+        for name, cmd in self._commands().items():
+            self.procs[name] = spawn(cmd, self.dir / name / "log.txt")
+
+    def stop(self, grace_s: float = 15.0) -> None:
+        """SIGTERM everyone still running, give them time to checkpoint, then SIGKILL."""
+        for p in self.procs.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        end = time.monotonic() + grace_s
+        for p in self.procs.values():
+            try:
+                p.wait(timeout=max(0.1, end - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+    def watch(self) -> None:
+        bar = ProgressBar(self.cfg.steps) if self.cfg.progress else None
+        tail_state = TailState()
+        recent: list[dict] = []
+        env = self.procs["envserver"]
+        status_file = self.dir / "envserver" / "status.json"
+        while env.poll() is None and not self.interrupted:
+            time.sleep(0.5)
+            if bar is None:
+                continue
+            new = tail_episodes(self.dir / "envserver" / "episodes.jsonl", tail_state)
+            recent = (recent + new)[-50:]
+            try:
+                step = json.loads(status_file.read_text())["env_step"]
+            except (OSError, ValueError, KeyError):
+                step = 0
+            ret = sum(e["episode_return"] for e in recent) / len(recent) if recent else None
+            cost = sum(e["episode_cost"] for e in recent) / len(recent) if recent else None
+            bar.update(step, ret, cost if self.spec.n_costs else None)
+        if bar is not None:
+            bar.close()
+        # the envserver said BYE: agents write their last checkpoint and exit by themselves
+        end = time.monotonic() + 60
+        while any(p.poll() is None for p in self.procs.values()) and time.monotonic() < end and not self.interrupted:
+            time.sleep(0.2)
+
+    def run(self) -> int:
+        self.prepare()
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+        def interrupt(signum: int, _frame: object) -> None:
+            self.interrupted = True
+        for sig in previous:
+            signal.signal(sig, interrupt)
+        try:
+            self.start()
+            self.watch()
+        finally:
+            self.stop()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        codes = {name: p.returncode for name, p in self.procs.items()}
+        write_report(self.dir)
+        failed = {n: c for n, c in codes.items() if c != 0}
+        if self.interrupted:
+            print(f"khop run: interrupted; partial report in {self.dir / 'report'}", file=sys.stderr)
+            return 130
+        if failed:
+            print(f"khop run: processes exited with errors {failed}; see their log.txt under {self.dir}",
+                  file=sys.stderr)
+            return 1
+        return 0
