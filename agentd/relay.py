@@ -9,6 +9,7 @@ only it could have relayed) are zeros with presence 0 — the policy and critic 
 """
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 
 import numpy as np
@@ -24,7 +25,7 @@ class KHopRelay:
         self.me, self.kappa, self.links, self.E = me, kappa, links, n_envs
         self.ball = dict(sorted(ball.items()))  # origin -> hop distance, origins in id order
         self.dims = {o: obs_dims[o] for o in self.ball}
-        self.timeout_ms = int(timeout_s * 1000)
+        self.timeout_s = timeout_s
         self.critic_dim = sum(self.dims.values()) + len(self.ball)  # rows + one presence bit per origin
         self._early: dict[tuple[int, int], dict[int, P.Message]] = defaultdict(dict)
         self.silent: set[int] = set()  # neighbours that timed out; not awaited until they speak again
@@ -53,23 +54,26 @@ class KHopRelay:
         return self.critic_input()
 
     def _gather(self, t: int, rnd: int) -> list[P.Message]:
+        """Round (t, rnd)'s messages: wait for the neighbours believed alive, and take whatever the
+        silent ones have already delivered — any message from a silent neighbour revives it."""
         got = self._early.pop((t, rnd), {})
-        waiting = set(self.links.peers) - self.silent - set(got)
-        deadline_ms = self.timeout_ms
-        while waiting:
-            item = self.links.recv(min(deadline_ms, 200))
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            waiting = set(self.links.peers) - self.silent - set(got)
+            remaining = deadline - time.monotonic()
+            if waiting and remaining <= 0:
+                self.silent |= waiting
+                break
+            item = self.links.recv(int(min(remaining, 0.2) * 1000) if waiting else 0)
             if item is None:
-                deadline_ms -= 200
-                if deadline_ms <= 0:
-                    self.silent |= waiting
-                    break
+                if not waiting:
+                    break  # nothing more queued and nobody left to wait for
                 continue
             peer, msg = item
-            key = (msg["t"], msg["round"])
             self.silent.discard(peer)
+            key = (msg["t"], msg["round"])
             if key == (t, rnd):
                 got[peer] = msg
-                waiting.discard(peer)
             elif (t, rnd) < key and msg["t"] <= t + 1:
                 self._early[key][peer] = msg  # a faster neighbour is already in a later round
             # older rounds are stale and dropped

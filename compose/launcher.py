@@ -128,6 +128,8 @@ class Launch:
         self.spec, self.graph = validate(cfg)
         stamp = time.strftime("%Y%m%d-%H%M%S")
         self.dir = cfg.run_dir or Path("runs") / f"{cfg.task}-{cfg.algo}-k{cfg.kappa}-s{cfg.seed}-{stamp}"
+        if (self.dir / "config.json").exists():
+            raise LaunchError(f"run directory {self.dir} already holds a run; choose another --run-dir")
         self.procs: dict[str, subprocess.Popen] = {}
         self.interrupted = False
 

@@ -62,6 +62,7 @@ class EnvServer:
         self._ep_cost = np.zeros((self.E, self.spec.n_costs))
         self._ep_len = np.zeros(self.E, dtype=np.int64)
         self._last_status = 0.0
+        self._started_at: float | None = None  # wall time of the first STEP: excludes agent start-up
 
     # --- plumbing --------------------------------------------------------------------------
     def _send(self, agent: int, frames: list) -> None:
@@ -208,7 +209,8 @@ class EnvServer:
             return
         self._last_status = now
         status = {"env_step": self.env_step, "t": self.t, "live": sorted(self.live), "errors": self.errors,
-                  "max_env_steps": self.cfg.max_env_steps, "done": final, "time": time.time()}
+                  "max_env_steps": self.cfg.max_env_steps, "done": final, "time": time.time(),
+                  "started_at": self._started_at}
         tmp = self.cfg.run_dir / "status.json.tmp"
         tmp.write_text(json.dumps(status))
         tmp.replace(self.cfg.run_dir / "status.json")
@@ -218,6 +220,7 @@ class EnvServer:
         try:
             self.wait_for_agents()
             obs = self.task.reset()
+            self._started_at = time.time()
             reward = np.zeros(self.E, dtype=np.float32)
             cost = [np.zeros((self.E, self.spec.n_costs), dtype=np.float32)] * self.n
             done = np.zeros(self.E, dtype=bool)
