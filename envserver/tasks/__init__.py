@@ -11,8 +11,14 @@ from .base import AgentSpec, StepResult, TaskSpec, VecTask
 
 # name -> "module:Class" (relative to this package), kept as strings for lazy import
 _ENTRIES: dict[str, str] = {
+    # --- tabular games ---
     "coop-game": "coop_game:CoopGame",
+    # --- end tabular games ---
+    # --- MuJoCo tasks ---
     "safe-halfcheetah-2x3": "safe_halfcheetah:SafeHalfCheetah2x3",
+    # --- end MuJoCo tasks ---
+    # --- particle and PettingZoo tasks ---
+    # --- end particle and PettingZoo tasks ---
 }
 
 
