@@ -7,10 +7,7 @@ the previous transition → a full rollout triggers an update (bootstrapped on s
 """
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
-import os
 import signal
 import time
 from dataclasses import dataclass, field
@@ -20,12 +17,11 @@ import numpy as np
 import zmq
 
 from envserver import protocol as P
-from envserver.jsonl import JsonlWriter
 from envserver.tasks.base import AgentSpec
 from topologies import khop_ball, load_topology, neighbours
 
-from .learner import Learner, make_learner
-from .learner.defaults import defaults_for
+from .core import AgentCore
+from .learner import Learner
 from .links import NeighbourLinks
 from .relay import KHopRelay
 
@@ -51,8 +47,6 @@ class Agent:
     def __init__(self, cfg: AgentConfig) -> None:
         self.cfg = cfg
         self.dir = cfg.run_dir / f"agent-{cfg.agent}"
-        self.ckpt_dir = self.dir / "checkpoints"
-        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
         graph = load_topology(cfg.topology)
         if cfg.agent not in graph:
             raise ValueError(f"agent {cfg.agent} is not a node of topology {cfg.topology}")
@@ -95,24 +89,23 @@ class Agent:
         ball = khop_ball(self.graph, me, self.cfg.kappa)
         self.relay = KHopRelay(me, self.cfg.kappa, ball, {j: s.obs_dim for j, s in enumerate(specs)},
                                self.links, self.E, timeout_s=self.cfg.link_timeout_s)
-        overrides = {**defaults_for(welcome["task"]), **self.cfg.overrides}
-        self.learner: Learner = make_learner(self.cfg.algo, self.spec, self.relay.critic_dim, n, self.E,
-                                             seed=self.cfg.seed * 1000 + me, overrides=overrides)
-        (self.dir / "learner_config.json").write_text(json.dumps(
-            {"algo": self.cfg.algo, "kappa": self.cfg.kappa, "critic_dim": self.relay.critic_dim,
-             "neighbours": sorted(peers), "khop_ball": {str(k): v for k, v in ball.items()},
-             **dataclasses.asdict(self.learner.cfg)}, indent=1))
+        self.core = AgentCore(me, self.cfg.algo, self.spec, self.relay.critic_dim, n, self.E, welcome["task"],
+                              self.cfg.seed, self.cfg.overrides, self.dir, self.cfg.checkpoint_every,
+                              self.incarnation, comm_counters=self._comm_counters,
+                              describe={"kappa": self.cfg.kappa, "neighbours": sorted(peers),
+                                        "khop_ball": {str(k): v for k, v in ball.items()}})
+
+    def _comm_counters(self) -> dict:
+        return {**self.links.counters.totals(), **self.links.counters.by_phase(),
+                "neighbours_silent": len(self.relay.silent)}
 
     # --- the loop --------------------------------------------------------------------------
     def run(self) -> int:
-        latest = Learner.latest_checkpoint(self.ckpt_dir)
-        welcome = self.join(resume=latest is not None)
+        resume = Learner.latest_checkpoint(self.dir / "checkpoints") is not None
+        welcome = self.join(resume=resume)
         self._setup(welcome)
-        if latest is not None:
-            self.learner.load_checkpoint(latest)
-            log.info("agent %d resumed from %s", self.cfg.agent, latest.name)
-        self.metrics = JsonlWriter(self.dir / "metrics.jsonl")
-        last_t = -1
+        if self.core.resumed_from is not None:
+            log.info("agent %d resumed from %s", self.cfg.agent, self.core.resumed_from.name)
         reason = "stopped"
         try:
             while not self.stop_requested:
@@ -124,59 +117,27 @@ class Agent:
                     break
                 if msg.type == "ERROR":
                     log.warning("envserver: %s", msg["reason"])
-                    continue
-                if msg.type != "STEP":
-                    continue
-                last_t = self._on_step(msg, last_t)
+                elif msg.type == "STEP":
+                    self._on_step(msg)
         finally:
-            self.learner.save_checkpoint(self.ckpt_dir, self.learner_step())
-            self.metrics.close()
+            self.core.close()
             self.links.close()
             self.env.close(linger=0)
             self.ctx.term()
         log.info("agent %d finished: %s", self.cfg.agent, reason)
         return 0
 
-    def learner_step(self) -> int:
-        return int(self.learner.n_updates)
-
-    def _on_step(self, msg: P.Message, last_t: int) -> int:
+    def _on_step(self, msg: P.Message) -> None:
         t = msg["t"]
         obs = P.check_array(msg, "obs", (self.E, self.spec.obs_dim), np.float32)
         critic_in = self.relay.exchange(t, obs)
-        if last_t >= 0:
-            done = (msg.arrays["terminated"] | msg.arrays["truncated"]).astype(bool)
-            if t != last_t + 1:
-                done[:] = True  # we missed steps: cut the trajectory rather than splice it
-            self.learner.observe(msg.arrays["reward"], msg.arrays["cost"], done)
-            if self.learner.ready():
-                self._update(t, critic_in)
-        action = self.learner.act(obs, critic_in)
+        a = msg.arrays
+        action = self.core.step(t, obs, critic_in, a["reward"], a["cost"], a["terminated"] | a["truncated"])
         self.env.send_multipart(P.encode("ACT", {"agent": self.cfg.agent, "t": t}, {"action": action}),
                                 copy=False)
-        return t
-
-    def _update(self, t: int, critic_in: np.ndarray) -> None:
-        started = time.monotonic()
-        stats = self.learner.update(critic_in)
-        row = {"env_step": t * self.E, "update": int(self.learner.n_updates), "time": time.time(),
-               "incarnation": self.incarnation, "update_seconds": time.monotonic() - started, **stats,
-               **self.links.counters.totals(), **self.links.counters.by_phase(),
-               "neighbours_silent": len(self.relay.silent)}
-        self.metrics.write(row)
-        if self.learner.n_updates % self.cfg.checkpoint_every == 0:
-            self.learner.save_checkpoint(self.ckpt_dir, self.learner_step())
 
     def install_signal_handlers(self) -> None:
         def stop(signum: int, _frame: object) -> None:
             self.stop_requested = True
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
-
-
-def pin_threads() -> None:
-    """One BLAS/torch thread per agent: N agents share 2 cores, so threads only fight."""
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    import torch
-
-    torch.set_num_threads(1)

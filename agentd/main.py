@@ -8,7 +8,8 @@ from pathlib import Path
 
 from topologies import TopologyError
 
-from .agent import Agent, AgentConfig, pin_threads
+from .agent import Agent, AgentConfig
+from .core import pin_threads
 
 
 def parse_overrides(items: list[str]) -> dict[str, str]:

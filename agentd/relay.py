@@ -80,10 +80,16 @@ class KHopRelay:
         return list(got.values())
 
     def critic_input(self) -> np.ndarray:
-        parts, mask = [], []
-        for origin, dim in self.dims.items():
-            entry = self.known.get(origin)
-            parts.append(entry[1] if entry is not None else np.zeros((self.E, dim), dtype=np.float32))
-            mask.append(1.0 if entry is not None else 0.0)
-        presence = np.broadcast_to(np.asarray(mask, dtype=np.float32), (self.E, len(mask)))
-        return np.concatenate(parts + [presence], axis=1).astype(np.float32, copy=False)
+        return assemble_critic_input(self.dims, {o: rows for o, (_, rows) in self.known.items()}, self.E)
+
+
+def assemble_critic_input(dims: dict[int, int], rows: dict[int, np.ndarray], n_envs: int) -> np.ndarray:
+    """The critic's κ-hop input: each ball origin's rows in id order (zeros if missing), then one
+    presence bit per origin. One function, so the relay and the in-process reference agree."""
+    parts, mask = [], []
+    for origin, dim in sorted(dims.items()):
+        entry = rows.get(origin)
+        parts.append(entry if entry is not None else np.zeros((n_envs, dim), dtype=np.float32))
+        mask.append(1.0 if entry is not None else 0.0)
+    presence = np.broadcast_to(np.asarray(mask, dtype=np.float32), (n_envs, len(mask)))
+    return np.concatenate(parts + [presence], axis=1).astype(np.float32, copy=False)

@@ -37,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--deadline", type=float, default=DEFAULTS.deadline_s, help="seconds the envserver waits for an ACT")
     r.add_argument("--checkpoint-every", type=int, default=DEFAULTS.checkpoint_every, help="updates between checkpoints")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    r.add_argument("--inprocess", action="store_true",
+                   help="run every agent in this one process with no sockets (reference mode)")
 
     rep = sub.add_parser("report", help="(re)write RUN_DIR/report from the run's files")
     rep.add_argument("run_dir", type=Path)
@@ -48,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = RunConfig(task=args.task, algo=args.algo, topology=args.topology, kappa=args.kappa, steps=args.steps,
                     envs=args.envs, seed=args.seed, run_dir=args.run_dir, overrides=args.overrides,
-                    deadline_s=args.deadline, checkpoint_every=args.checkpoint_every, progress=not args.no_progress)
+                    deadline_s=args.deadline, checkpoint_every=args.checkpoint_every, progress=not args.no_progress,
+                    inprocess=args.inprocess)
     launch = Launch(cfg)
     code = launch.run()
     summary = launch.dir / "report" / "summary.md"

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from topologies import TopologyError, diameter, resolve_topology, save_topology
 
+from .inprocess import run_inprocess
 from .progress import ProgressBar, TailState, tail_episodes
 from .report import write_report
 
@@ -45,6 +46,7 @@ class RunConfig:
     deadline_s: float = 30.0
     checkpoint_every: int = 10
     progress: bool = True
+    inprocess: bool = False  # all agents in this process, no sockets: the reference for speed and correctness
 
 
 def code_version() -> str:
@@ -216,8 +218,11 @@ class Launch:
         for sig in previous:
             signal.signal(sig, interrupt)
         try:
-            self.start()
-            self.watch()
+            if self.cfg.inprocess:
+                run_inprocess(self.cfg, self.spec, self.graph, self.dir, should_stop=lambda: self.interrupted)
+            else:
+                self.start()
+                self.watch()
         finally:
             self.stop()
             for sig, handler in previous.items():

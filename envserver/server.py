@@ -19,6 +19,7 @@ import numpy as np
 import zmq
 
 from . import protocol as P
+from .episodes import EpisodeLog
 from .jsonl import JsonlWriter
 from .tasks import VecTask
 from .tasks.base import AgentSpec
@@ -56,11 +57,8 @@ class EnvServer:
         self.errors = 0
         self.stop_requested = False
         cfg.run_dir.mkdir(parents=True, exist_ok=True)
-        self.episodes = JsonlWriter(cfg.run_dir / "episodes.jsonl")
+        self.episodes = EpisodeLog(cfg.run_dir / "episodes.jsonl", self.E, self.spec.n_costs)
         self.events = JsonlWriter(cfg.run_dir / "events.jsonl")
-        self._ep_return = np.zeros(self.E)
-        self._ep_cost = np.zeros((self.E, self.spec.n_costs))
-        self._ep_len = np.zeros(self.E, dtype=np.int64)
         self._last_status = 0.0
         self._started_at: float | None = None  # wall time of the first STEP: excludes agent start-up
 
@@ -192,17 +190,6 @@ class EnvServer:
                 "obs": obs[agent], "reward": reward, "cost": cost[agent],
                 "terminated": term, "truncated": trunc}))
 
-    def _account(self, reward: np.ndarray, cost: list[np.ndarray], done: np.ndarray) -> None:
-        self._ep_return += reward
-        self._ep_cost += np.mean(cost, axis=0) if self.spec.n_costs else 0.0
-        self._ep_len += 1
-        for e in np.flatnonzero(done):
-            self.episodes.write({
-                "env_step": self.env_step, "env": int(e), "episode_return": float(self._ep_return[e]),
-                "episode_cost": float(self._ep_cost[e].sum()), "episode_costs": self._ep_cost[e].tolist(),
-                "episode_length": int(self._ep_len[e]), "time": time.time()})
-            self._ep_return[e], self._ep_cost[e], self._ep_len[e] = 0.0, 0.0, 0
-
     def _write_status(self, final: bool = False) -> None:
         now = time.monotonic()
         if not final and now - self._last_status < self.cfg.status_every_s:
@@ -234,7 +221,7 @@ class EnvServer:
                 self.t += 1
                 self.env_step += self.E
                 obs, reward, cost, done, trunc = res.obs, res.reward, res.cost, res.terminated, res.truncated
-                self._account(reward, cost, done | trunc)
+                self.episodes.account(self.env_step, reward, cost, done | trunc)
                 self._write_status()
         finally:
             self._finish()
