@@ -113,7 +113,17 @@ def decode(frames: list[Any], max_bytes: int | None = None) -> Message:
 
     ``max_bytes`` is the receiver's own size budget: ZMQ_MAXMSGSIZE drops a single oversized frame
     (and the connection) before we see it, this limit refuses a whole message politely with ERROR.
+    Whatever the bytes, the only exception that leaves here is ProtocolError.
     """
+    try:
+        return _decode(frames, max_bytes)
+    except ProtocolError:
+        raise
+    except Exception as err:  # a check we did not think of: still a refusal, never a crash
+        raise ProtocolError(f"malformed message ({type(err).__name__})") from None
+
+
+def _decode(frames: list[Any], max_bytes: int | None) -> Message:
     if not frames:
         raise ProtocolError("empty message")
     if max_bytes is not None:
@@ -131,7 +141,7 @@ def decode(frames: list[Any], max_bytes: int | None = None) -> Message:
     if not isinstance(header, dict):
         raise ProtocolError("header is not a map")
     msg_type = header.get("type")
-    if msg_type not in _FIELDS:
+    if not isinstance(msg_type, str) or msg_type not in _FIELDS:
         raise ProtocolError(f"unknown message type {msg_type!r}")
     fields: dict[str, Any] = {}
     for name, types in _FIELDS[msg_type].items():

@@ -63,19 +63,24 @@ class EnvServer:
         self._started_at: float | None = None  # wall time of the first STEP: excludes agent start-up
 
     # --- plumbing --------------------------------------------------------------------------
-    def _send(self, agent: int, frames: list) -> None:
+    def _send_to(self, route: bytes, frames: list) -> bool:
+        """Never block: a peer that stops reading fills its queue, and with ROUTER_MANDATORY a
+        blocking send would then stall the whole lockstep. Returns False if the frame was dropped."""
         try:
-            self.sock.send_multipart([self.routes[agent], *frames], copy=False)
-        except zmq.ZMQError as err:  # peer vanished (ROUTER_MANDATORY): treat as down
-            self._mark_down(agent, f"send failed: {err}")
+            self.sock.send_multipart([route, *frames], flags=zmq.NOBLOCK, copy=False)
+            return True
+        except zmq.ZMQError:  # EAGAIN (peer's queue full) or EHOSTUNREACH (peer gone)
+            return False
+
+    def _send(self, agent: int, frames: list) -> None:
+        if not self._send_to(self.routes[agent], frames):
+            self._mark_down(agent, "cannot deliver STEP (disconnected or not reading)")
 
     def _reply_error(self, route: bytes, reason: str) -> None:
         self.errors += 1
-        log.warning("refused a frame: %s", reason)
-        try:
-            self.sock.send_multipart([route, *P.encode("ERROR", {"reason": reason})])
-        except zmq.ZMQError:
-            pass
+        if self.errors <= 100 or self.errors % 10_000 == 0:  # a flood must not flood the log too
+            log.warning("refused a frame (%d so far): %s", self.errors, reason)
+        self._send_to(route, P.encode("ERROR", {"reason": reason}))
 
     def _event(self, event: str, agent: int | None = None, detail: str = "") -> None:
         self.events.write({"time": time.time(), "env_step": self.env_step, "t": self.t,
@@ -121,7 +126,7 @@ class EnvServer:
             return
         rejoin = agent in self.routes
         self.routes[agent] = route
-        self.sock.send_multipart([route, *self._welcome(agent)])
+        self._send_to(route, self._welcome(agent))
         if agent not in self.live:
             self.live.add(agent)
             self._event("agent_up", agent, f"incarnation {msg['incarnation']}, resume={msg['resume']}" +
@@ -229,10 +234,7 @@ class EnvServer:
     def _finish(self) -> None:
         reason = "stopped" if self.stop_requested else "run complete"
         for agent in list(self.routes):
-            try:
-                self.sock.send_multipart([self.routes[agent], *P.encode("BYE", {"reason": reason})])
-            except zmq.ZMQError:
-                pass
+            self._send_to(self.routes[agent], P.encode("BYE", {"reason": reason}))
         self._event("server_stop", None, reason)
         self._write_status(final=True)
         self.episodes.close()
