@@ -102,6 +102,13 @@ def test_khop_run_coop_game_dpo_learns_and_reports(tmp_path):
         assert list((run_dir / f"agent-{agent}" / "checkpoints").glob("ckpt-*.pt"))
     config = json.loads((run_dir / "config.json").read_text())
     assert config["code_version"].startswith("khop") and config["seed"] == 1
+    # khop report regenerates the report from the run's files alone
+    import shutil
+    shutil.rmtree(run_dir / "report")
+    res = subprocess.run([sys.executable, "-m", "compose.cli", "report", str(run_dir)], capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert (run_dir / "report" / "reward.png").read_bytes()[:8] == PNG
 
 
 def test_ctrl_c_stops_everything_and_leaves_no_orphans(tmp_path):
