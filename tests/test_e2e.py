@@ -1,6 +1,7 @@
 """`khop run` end to end: real processes, real TCP, real learning, and the socket table proves
 that each agent talks only to the envserver and its direct neighbours."""
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -103,7 +104,6 @@ def test_khop_run_coop_game_dpo_learns_and_reports(tmp_path):
     config = json.loads((run_dir / "config.json").read_text())
     assert config["code_version"].startswith("khop") and config["seed"] == 1
     # khop report regenerates the report from the run's files alone
-    import shutil
     shutil.rmtree(run_dir / "report")
     res = subprocess.run([sys.executable, "-m", "compose.cli", "report", str(run_dir)], capture_output=True, text=True,
                          timeout=120)
