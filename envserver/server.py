@@ -60,6 +60,7 @@ class EnvServer:
         self.episodes = EpisodeLog(cfg.run_dir / "episodes.jsonl", self.E, self.spec.n_costs)
         self.events = JsonlWriter(cfg.run_dir / "events.jsonl")
         self._last_status = 0.0
+        self._step_frames: dict[int, list] = {}  # this step's STEP per agent, for agents who rejoin mid-step
         self._started_at: float | None = None  # wall time of the first STEP: excludes agent start-up
 
     # --- plumbing --------------------------------------------------------------------------
@@ -127,10 +128,16 @@ class EnvServer:
         rejoin = agent in self.routes
         self.routes[agent] = route
         self._send_to(route, self._welcome(agent))
+        detail = f"incarnation {msg['incarnation']}, resume={msg['resume']}"
         if agent not in self.live:
             self.live.add(agent)
-            self._event("agent_up", agent, f"incarnation {msg['incarnation']}, resume={msg['resume']}" +
-                        (", rejoin" if rejoin else ""))
+            self._event("agent_up", agent, detail + (", rejoin" if rejoin else ""))
+        else:
+            self._event("agent_rejoin", agent, detail + ", replaced its connection")
+        if agent in self._step_frames:
+            # mid-step: hand the newcomer the current STEP now, or it would wait for a STEP that
+            # went to its dead predecessor while we wait for its ACT until the deadline
+            self._send(agent, self._step_frames[agent])
 
     # --- the loop --------------------------------------------------------------------------
     def wait_for_agents(self) -> None:
@@ -190,10 +197,11 @@ class EnvServer:
     def _send_steps(self, obs: list[np.ndarray], reward: np.ndarray, cost: list[np.ndarray],
                     terminated: np.ndarray, truncated: np.ndarray) -> None:
         term, trunc = terminated.astype(np.uint8), truncated.astype(np.uint8)
+        self._step_frames = {agent: P.encode("STEP", {"t": self.t}, {
+            "obs": obs[agent], "reward": reward, "cost": cost[agent], "terminated": term, "truncated": trunc})
+            for agent in range(self.n)}
         for agent in sorted(self.live):
-            self._send(agent, P.encode("STEP", {"t": self.t}, {
-                "obs": obs[agent], "reward": reward, "cost": cost[agent],
-                "terminated": term, "truncated": trunc}))
+            self._send(agent, self._step_frames[agent])
 
     def _write_status(self, final: bool = False) -> None:
         now = time.monotonic()

@@ -145,3 +145,23 @@ def test_episodes_are_logged_with_the_contract_fields(server):
         assert row["episode_length"] == 50 and row["env_step"] == 50 * E
         assert {"episode_return", "episode_cost"} <= set(row)
         assert 0 < row["episode_return"] < 50
+
+
+def test_an_agent_that_restarts_mid_step_gets_the_current_step_at_once(server):
+    endpoint, ctx, proc, tmp_path = server
+    socks = join_all(ctx, endpoint)
+    for i, s in enumerate(socks):
+        assert recv(s)["t"] == 0
+        if i != 2:
+            s.send_multipart(act_frames(i, 0))
+    socks[2].close(linger=0)  # agent 2 "dies" before acting; a new process takes its place
+    socks[2] = dealer(ctx, endpoint)
+    hello(socks[2], 2)
+    assert recv(socks[2]).type == "WELCOME"
+    step = recv(socks[2], timeout_ms=2000)  # well inside the 3 s deadline
+    assert step.type == "STEP" and step["t"] == 0
+    socks[2].send_multipart(act_frames(2, 0))
+    assert all(recv(s, timeout_ms=2000)["t"] == 1 for s in socks)
+    events = [json.loads(line) for line in (tmp_path / "envserver" / "events.jsonl").read_text().splitlines()]
+    assert any(e["event"] == "agent_rejoin" and e["agent"] == 2 for e in events)
+    assert not any(e["event"] == "agent_down" for e in events)
