@@ -15,6 +15,9 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
         "rollout_len": 32,
         "minibatches": 1,
     },
+    "mpe": {
+        "d_target": 0.01,  # dpo.md appendix B: 0.01 for MPE (simple spread, line and circle control)
+    },
     "safe-halfcheetah": {
         "d_target": 0.001,  # dpo.md appendix B: 0.001 for multi-agent MuJoCo
     },

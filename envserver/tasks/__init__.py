@@ -18,6 +18,10 @@ _ENTRIES: dict[str, str] = {
     "safe-halfcheetah-2x3": "safe_halfcheetah:SafeHalfCheetah2x3",
     # --- end MuJoCo tasks ---
     # --- particle and PettingZoo tasks ---
+    "mpe-line-control": "particles:LineControl",
+    "mpe-circle-control": "particles:CircleControl",
+    "mpe-simple-spread": "pettingzoo_mpe:SimpleSpread",  # mpe2's simple_spread_v3 (N=5) via the PettingZoo adapter
+    # "pettingzoo:package.module:factory" names are resolved by task_class(), not listed here
     # --- end particle and PettingZoo tasks ---
 }
 
@@ -27,11 +31,20 @@ def task_names() -> list[str]:
 
 
 def task_class(name: str) -> type[VecTask]:
-    """Resolve a task name; unknown names raise ValueError naming the choices."""
+    """Resolve a task name; unknown names raise ValueError naming the choices.
+
+    ``pettingzoo:package.module:factory`` serves any PettingZoo ParallelEnv; its class is built
+    (one env instantiated to read the spaces) and cached per name by ``pettingzoo_task``.
+    """
+    if name.startswith("pettingzoo:"):
+        from .pettingzoo_task import pettingzoo_task_class
+
+        return pettingzoo_task_class(name)
     try:
         entry = _ENTRIES[name]
     except KeyError:
-        raise ValueError(f"unknown task {name!r}; choose one of: {', '.join(task_names())}") from None
+        raise ValueError(f"unknown task {name!r}; choose one of: {', '.join(task_names())} "
+                         "(or pettingzoo:package.module:factory)") from None
     module_name, cls_name = entry.split(":")
     module = importlib.import_module(f"{__name__}.{module_name}")
     return getattr(module, cls_name)
