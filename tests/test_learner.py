@@ -295,8 +295,8 @@ def test_same_seed_same_actions(agent: AgentSpec) -> None:
 
 
 def test_make_learner_validation() -> None:
-    assert algo_names() == ["dpo", "ippo"] and ALGOS == {"ippo": IPPO, "dpo": DPO}
-    with pytest.raises(ValueError, match="'sac'.*dpo, ippo"):
+    assert ALGOS["ippo"] is IPPO and ALGOS["dpo"] is DPO and algo_names() == sorted(ALGOS)
+    with pytest.raises(ValueError, match="'sac'.*dpo, .*ippo"):
         make_learner("sac", DISCRETE, 5, 2, E, 0)
     with pytest.raises(ValueError, match="'epoch'"):
         make_learner("ippo", DISCRETE, 5, 2, E, 0, {"epoch": 3})

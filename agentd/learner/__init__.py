@@ -1,23 +1,36 @@
-"""Learners an agent process can run: ``make_learner("ippo" | "dpo", ...)``.
+"""Learners an agent process can run: ``make_learner(name, ...)`` for every name in :data:`ALGOS`.
 
 Each algorithm is a small subclass of :class:`~agentd.learner.base.Learner` that overrides the
-policy loss and, if it has dual variables, ``_make_coefs`` / ``after_update``; registering it in
-:data:`ALGOS` makes it selectable by name.
+policy loss and, if it has dual variables, ``_make_coefs`` / ``before_update`` / ``after_update``;
+its class attribute ``defaults`` holds the hyperparameters its paper changes (each cited). The
+off-policy baselines share :class:`~agentd.learner.offpolicy.OffPolicyLearner`. Registering a class
+in :data:`ALGOS` makes it selectable by name.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from envserver.tasks.base import AgentSpec
 
 from .base import Learner
 from .config import LearnerConfig, apply_overrides
-from .dpo import DPO
-from .ippo import IPPO
+from .dec_mappo_l import DecMAPPOL
+from .dpo import DPO, IPPOKL, DPONoKL, DPONoSqrt
+from .iddpg import IDDPG
+from .ippo import HAPPO, IPPO
+from .iql import IQL
+from .macpo import MACPO
+from .mafocops import MAFOCOPS
+from .mappo_l import MAPPOL
 
-ALGOS: dict[str, type[Learner]] = {"ippo": IPPO, "dpo": DPO}
+ALGOS: dict[str, type[Learner]] = {
+    cls.algo: cls
+    for cls in (IPPO, DPO, DPONoSqrt, DPONoKL, IPPOKL, DecMAPPOL, MAFOCOPS, HAPPO, MAPPOL, MACPO, IQL, IDDPG)
+}
 
-__all__ = ["ALGOS", "DPO", "IPPO", "Learner", "LearnerConfig", "algo_names", "make_learner"]
+__all__ = ["ALGOS", "DPO", "DPONoKL", "DPONoSqrt", "DecMAPPOL", "HAPPO", "IDDPG", "IPPO", "IPPOKL", "IQL",
+           "Learner", "LearnerConfig", "MACPO", "MAFOCOPS", "MAPPOL", "algo_names", "make_learner"]
 
 
 def algo_names() -> list[str]:
@@ -25,11 +38,20 @@ def algo_names() -> list[str]:
 
 
 def make_learner(algo: str, agent: AgentSpec, critic_dim: int, n_agents: int, n_envs: int,
-                 seed: int, overrides: dict[str, Any] | None = None) -> Learner:
-    """Build a learner; unknown ``algo`` or override keys raise ValueError naming them."""
+                 seed: int, overrides: dict[str, Any] | None = None, *,
+                 cost_limits: Sequence[float] = (), episode_length: int | None = None) -> Learner:
+    """Build a learner; unknown ``algo`` or override keys raise ValueError naming them.
+
+    The config is LearnerConfig's defaults, then the algorithm's ``defaults``, then ``overrides``
+    (the caller's task-family defaults and --set values). ``cost_limits``: the task's per-episode
+    limits d_u, one per cost (constrained algorithms build one cost critic per limit; the others
+    ignore them). ``episode_length``: the task's episode length, used only to estimate the episode
+    cost before the first episode has finished.
+    """
     try:
         cls = ALGOS[algo]
     except KeyError:
         raise ValueError(f"unknown algo {algo!r}; choose one of: {', '.join(algo_names())}") from None
-    cfg = apply_overrides(LearnerConfig(), overrides)
-    return cls(agent, critic_dim, n_agents, n_envs, seed, cfg)
+    cfg = apply_overrides(LearnerConfig(), {**cls.defaults, **(overrides or {})})
+    return cls(agent, critic_dim, n_agents, n_envs, seed, cfg, cost_limits=cost_limits,
+               episode_length=episode_length)

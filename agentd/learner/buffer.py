@@ -4,7 +4,13 @@ Rows are stored exactly as the networks saw them at acting time (normalised obs 
 together with the old distribution's parameters, so that the first minibatch of an update
 reproduces ratio = 1 and KL = 0 even though the normalisers kept moving during the rollout.
 Costs are stored too (``[T, E, n_costs]``, width fixed by the first ``observe``) so constrained
-learners can add cost critics on the same base with :func:`gae`.
+learners can add cost critics on the same base with :func:`gae`; their value estimates at acting
+time go to ``cost_values [T, E, n_cost_critics]``.
+
+Flattening order: an update sees the ``T·E`` samples as ``x.reshape(T·E, ...)`` of the ``[T, E]``
+arrays, i.e. sample ``n = t·E + e`` (rollout step t, env copy e). Every agent of a run acts on
+the same lockstep, so this index names the same joint transition for all of them; the sequential
+token of HAPPO-style updates (base.Learner.token_out) is laid out in this order.
 """
 from __future__ import annotations
 
@@ -37,7 +43,7 @@ class RolloutBuffer:
     """Fixed-size buffer filled one ``act`` (``add``) + ``observe`` (``complete``) pair at a time."""
 
     def __init__(self, t_len: int, n_envs: int, obs_dim: int, critic_dim: int,
-                 act_shape: tuple[int, ...], act_dtype: type, n_params: int) -> None:
+                 act_shape: tuple[int, ...], act_dtype: type, n_params: int, n_cost_critics: int = 0) -> None:
         self.t_len, self.n_envs = t_len, n_envs
         shape = (t_len, n_envs)
         self.obs = np.zeros(shape + (obs_dim,), dtype=np.float32)
@@ -46,6 +52,7 @@ class RolloutBuffer:
         self.logp = np.zeros(shape, dtype=np.float32)
         self.values = np.zeros(shape, dtype=np.float32)
         self.params = np.zeros(shape + (n_params,), dtype=np.float32)
+        self.cost_values = np.zeros(shape + (n_cost_critics,), dtype=np.float32)
         self.rewards = np.zeros(shape, dtype=np.float32)
         self.dones = np.zeros(shape, dtype=bool)
         self.costs: np.ndarray | None = None
@@ -63,11 +70,13 @@ class RolloutBuffer:
             raise RuntimeError("rollout buffer is full: call update() before acting again")
 
     def add(self, obs: np.ndarray, critic_in: np.ndarray, action: np.ndarray, logp: np.ndarray,
-            value: np.ndarray, params: np.ndarray) -> None:
+            value: np.ndarray, params: np.ndarray, cost_values: np.ndarray | None = None) -> None:
         self.ensure_can_add()
         t = self.pos
         self.obs[t], self.critic_in[t], self.actions[t] = obs, critic_in, action
         self.logp[t], self.values[t], self.params[t] = logp, value, params
+        if cost_values is not None:
+            self.cost_values[t] = cost_values
         self.pending = True
 
     def complete(self, reward: np.ndarray, cost: np.ndarray, done: np.ndarray) -> None:
@@ -86,3 +95,54 @@ class RolloutBuffer:
         """Forget the rollout (arrays are overwritten in place, nothing reallocated)."""
         self.pos = 0
         self.pending = False
+
+
+class EpisodeCosts:
+    """Per-episode cost sums J_u of this agent's own trajectories, for the constraint gap J_u − d_u.
+
+    Costs are summed per env copy until ``done``; :meth:`estimate` (called once per update) returns
+    the mean over the episodes finished since the previous call — the Monte-Carlo estimate of
+    mafocops.md Alg. 1 line 4 and of the MACPO/MAPPO-L code (mean episode cost of the rollout).
+    When no episode finished in this rollout (episodes longer than a rollout) the last estimate is
+    kept; before the first finished episode, the rollout's mean cost per step × episode_length
+    (when the task's episode length is known), else the mean partial sum so far (a lower bound).
+    """
+
+    def __init__(self, n_envs: int, n_costs: int) -> None:
+        self.running = np.zeros((n_envs, n_costs), dtype=np.float64)
+        self.done_sum = np.zeros(n_costs, dtype=np.float64)
+        self.done_n = 0
+        self.last: np.ndarray | None = None
+        self.source = "none"  # how the latest estimate was made (logged)
+
+    def add(self, cost: np.ndarray, done: np.ndarray) -> None:
+        self.running += cost
+        if done.any():
+            self.done_sum += self.running[done].sum(axis=0)
+            self.done_n += int(done.sum())
+            self.running[done] = 0.0
+
+    def estimate(self, mean_cost_per_step: np.ndarray, episode_length: int | None) -> np.ndarray:
+        if self.done_n:
+            self.last, self.source = self.done_sum / self.done_n, "episodes"
+            self.done_sum[:] = 0.0
+            self.done_n = 0
+            return self.last.copy()
+        if self.last is not None:
+            self.source = "previous"
+            return self.last.copy()
+        if episode_length:
+            self.source = "per_step"
+            return np.asarray(mean_cost_per_step, dtype=np.float64) * episode_length
+        self.source = "partial"
+        return self.running.mean(axis=0)
+
+    def state_dict(self) -> dict:
+        """Only the last estimate survives a restart: a resumed agent starts new episodes."""
+        return {"last": None if self.last is None else [float(x) for x in self.last]}
+
+    def load_state_dict(self, d: dict) -> None:
+        self.last = None if d["last"] is None else np.asarray(d["last"], dtype=np.float64)
+        self.running[:] = 0.0
+        self.done_sum[:] = 0.0
+        self.done_n = 0

@@ -2,6 +2,8 @@
 
 Defaults follow the DPO paper's shared IPPO/DPO settings (shared/papers/dpo.md, appendix B,
 Table 2) unless a comment names another source, so a run with no overrides is the paper's setup.
+An algorithm whose paper differs declares that in its class's ``defaults`` (applied by
+``make_learner`` beneath the task-family defaults and the caller's overrides), each value cited.
 Overrides arrive from the command line or a sweep as ``{field: value}``; :func:`apply_overrides`
 casts each value to the field's type and rejects unknown keys, because a typo in a sweep must
 fail loudly rather than silently run the defaults.
@@ -47,28 +49,80 @@ class LearnerConfig:
     beta_min: float = 1e-6  # not in the paper: floor so β can recover after long KL≈0 stretches (β/ω^k underflows)
     beta_max: float = 1e6  # not in the paper: ceiling, symmetric guard against overflow
 
+    # --- update order (sequential schemes: HAPPO, MAPPO-L, MAFOCOPS, MACPO) ---
+    # "simultaneous": every agent updates on its own advantage. "sequential": agents update one after
+    # another and agent k weights its reward advantage by the token M = prod_{j<k} pi_j^new/pi_j^old
+    # (Kuba et al. 2022, HAPPO); only algorithms that support it accept "sequential".
+    update_order: str = "simultaneous"
+    minibatch_size: int = 0  # > 0: samples per minibatch, overriding `minibatches` (MAFOCOPS Table 5: 256)
+
+    # --- cost critics and Lagrange multipliers (DEC-MAPPO-L / MAPPO-L) ---
+    lambda_init: float = 0.78  # initial lambda_u (safe-mamujoco.md §5.2/5.3: MACPO repo and SafePO lamda_lagr)
+    lambda_lr: float = 1e-5  # projected dual ascent step per update (SafePO lagrangian_coef_rate, §5.3)
+
+    # --- MAFOCOPS (mafocops.md §4.3, eq. 10-11, Table 5) ---
+    focops_lam: float = 2.2  # fixed temperature lambda (Table 5, Safe MAMuJoCo)
+    focops_delta: float = 0.0125  # KL bound delta: per-state indicator and early stop (Table 5 kl-threshold)
+    nu_init: float = 0.0  # initial nu_j (not in the paper; FOCOPS reference code starts at 0)
+    nu_lr: float = 5e-5  # alpha in eq. 10 (Table 5 "nu lr")
+    nu_max: float = 1.3  # projection bound of nu_j (Table 5)
+
+    # --- MACPO trust region (safe-mamujoco.md §5.2/5.3; mafocops.md Table 5) ---
+    trust_region_delta: float = 0.008  # KL threshold delta (mafocops Table 5, MACPO on Safe MAMuJoCo)
+    cg_iters: int = 10  # conjugate-gradient iterations (SafePO macpo.py: nsteps=10)
+    cg_damping: float = 0.1  # Fisher damping, F + 0.1 I (SafePO macpo.py fisher_vector_product)
+    ls_steps: int = 10  # backtracking steps (§5.2 ls_step 10, §5.3 searching_steps 10)
+    ls_decay: float = 0.5  # step shrink per backtrack (§5.2 line_search_fraction 0.5, §5.3 step_fraction 0.5)
+    ls_fraction_coef: float = 0.3  # first tried fraction of the full step (mafocops Table 5 fraction coef)
+
+    # --- off-policy baselines: IQL (discrete) and IDDPG (continuous), dpo.md App. B ---
+    replay_size: int = 100_000  # transitions kept (PyMARL keeps 5000 episodes; we count transitions)
+    batch_size: int = 256  # transitions per gradient step (not in the paper)
+    learning_starts: int = 1000  # transitions stored before the first update (not in the paper)
+    gradient_steps: int = 16  # gradient steps per update; an update every rollout_len lock steps
+    target_update_every: int = 200  # IQL hard target copy, in gradient steps (PyMARL iql.yaml: 200)
+    double_q: bool = True  # IQL Double-DQN target (PyMARL iql.yaml: double_q True)
+    eps_start: float = 1.0  # IQL epsilon-greedy start (PyMARL iql.yaml)
+    eps_finish: float = 0.05  # IQL epsilon floor (PyMARL iql.yaml)
+    eps_anneal_steps: int = 50_000  # IQL linear anneal, in this agent's transitions (PyMARL: 50000)
+    iql_input: str = "obs"  # IQL Q-network input: "obs" (local, as PyMARL IQL) or "critic" (kappa-hop input)
+    tau: float = 0.005  # IDDPG Polyak rate of both target networks (TD3 / SB3 default)
+    expl_noise: float = 0.1  # IDDPG Gaussian noise sigma, as a fraction of the action half-range
+
     # --- checkpoints ---
     keep_checkpoints: int = 3  # newest files kept in the checkpoint directory
 
     def __post_init__(self) -> None:
         """Reject values that would crash or silently misbehave far from where they were set."""
-        positive_int = ("hidden", "rollout_len", "epochs", "minibatches", "keep_checkpoints")
+        positive_int = ("hidden", "rollout_len", "epochs", "minibatches", "keep_checkpoints", "cg_iters",
+                        "ls_steps", "replay_size", "batch_size", "gradient_steps", "target_update_every")
         for name in positive_int:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.hidden_layers < 0:
-            raise ValueError(f"hidden_layers must be >= 0, got {self.hidden_layers}")
-        for name in ("gamma", "gae_lambda"):
+        for name in ("hidden_layers", "minibatch_size", "learning_starts", "eps_anneal_steps"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("gamma", "gae_lambda", "eps_start", "eps_finish", "tau", "ls_decay", "ls_fraction_coef"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
-        positive = ("lr_actor", "lr_critic", "max_grad_norm", "clip", "d_target", "beta_min", "beta_max")
+        positive = ("lr_actor", "lr_critic", "max_grad_norm", "clip", "d_target", "beta_min", "beta_max",
+                    "focops_lam", "focops_delta", "trust_region_delta")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        for name in ("lambda_init", "lambda_lr", "nu_init", "nu_lr", "nu_max", "cg_damping", "expl_noise", "ent_coef"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.dpo_delta <= 1.0 or self.dpo_omega <= 1.0:
             raise ValueError("dpo_delta and dpo_omega must be > 1")
         if not self.beta_min <= self.beta_init <= self.beta_max:
             raise ValueError(f"beta_init must lie in [beta_min, beta_max], got {self.beta_init}")
+        if not self.nu_init <= self.nu_max:
+            raise ValueError(f"nu_init must be <= nu_max, got {self.nu_init} > {self.nu_max}")
+        choices = {"update_order": ("simultaneous", "sequential"), "iql_input": ("obs", "critic")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
 
 
 _TRUE = {"1", "true", "yes", "on"}

@@ -40,7 +40,13 @@ class Categorical:
 
         Clamped at 0: near old = new, float32 rounding makes the sum slightly negative, and DPO's
         sqrt(KL + 1e-8) of a negative number is NaN."""
-        return (old.exp() * (old - new)).sum(-1).clamp_min(0.0)
+        return Categorical.kl_unclamped(old, new).clamp_min(0.0)
+
+    @staticmethod
+    def kl_unclamped(old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
+        """The same formula without the clamp, for second derivatives at old = new (MACPO's
+        Fisher-vector products): the clamp would zero the gradient wherever rounding went below 0."""
+        return (old.exp() * (old - new)).sum(-1)
 
 
 class DiagGaussian:
@@ -75,8 +81,13 @@ class DiagGaussian:
     def kl(old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
         """Exact KL(old ‖ new) per row, summed over dims:
         log(σ_new/σ_old) + (σ_old² + (μ_old − μ_new)²) / (2σ_new²) − ½, clamped at 0 (rounding)."""
+        return DiagGaussian.kl_unclamped(old, new).clamp_min(0.0)
+
+    @staticmethod
+    def kl_unclamped(old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
+        """:meth:`kl` without the clamp (see Categorical.kl_unclamped)."""
         mu0, ls0 = DiagGaussian.split(old)
         mu1, ls1 = DiagGaussian.split(new)
         var_ratio = torch.exp(2.0 * (ls0 - ls1))
         mahal = (mu0 - mu1).square() * torch.exp(-2.0 * ls1)
-        return (ls1 - ls0 + 0.5 * (var_ratio + mahal) - 0.5).sum(-1).clamp_min(0.0)
+        return (ls1 - ls0 + 0.5 * (var_ratio + mahal) - 0.5).sum(-1)

@@ -1,0 +1,85 @@
+"""IQL: independent Q-learning, each agent a DQN on its own transitions (Tan 1993; Tampuu et al.
+2015; the DPO paper's discrete baseline, dpo.md §4 and App. B).
+
+    y = r + γ·(1 − done)·Q'(s', argmax_a Q(s', a))      (Double DQN, van Hasselt et al. 2016)
+    y = r + γ·(1 − done)·max_a Q'(s', a)                (double_q = False)
+    L = mean_B (Q(s, a) − y)²
+
+Q' is a copy of Q refreshed every ``target_update_every`` gradient steps. Acting is ε-greedy with ε
+annealed linearly from eps_start to eps_finish over eps_anneal_steps of this agent's transitions
+(summed over the E copies). Input s: by default the agent's own local observation, as PyMARL's
+IQL (an independent learner); ``iql_input = "critic"`` gives Q the κ-hop critic input instead,
+i.e. Q-learning on communicated state (then κ matters for IQL as for the critics of the others).
+Logs: value_loss (L), q_mean, epsilon, grad_norm, replay_size, updates.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from .adam import Adam
+from .nets import MLP
+from .offpolicy import OffPolicyLearner
+
+
+class IQL(OffPolicyLearner):
+    """IQL: independent (Double) DQN per agent, ε-greedy, target network (dpo.md App. B)."""
+
+    algo = "iql"
+    act_kinds = ("discrete",)
+    defaults: ClassVar[dict[str, Any]] = {
+        # lr 5e-4 (dpo.md App. B "learning rate of IQL is also 5e-4"; PyMARL default.yaml lr 0.0005),
+        # hidden 128 (App. B; an MLP here, PyMARL's RNN is for partial observability), γ 0.99, grad
+        # clip 10 (PyMARL grad_norm_clip) — all equal to the base defaults. ε 1.0 → 0.05 over 50000,
+        # target every 200, double_q: PyMARL iql.yaml (LearnerConfig).
+    }
+
+    def _in(self, obs: torch.Tensor, cin: torch.Tensor) -> torch.Tensor:
+        return obs if self.cfg.iql_input == "obs" else cin
+
+    def _build_nets(self) -> None:
+        cfg = self.cfg
+        in_dim = self.agent.obs_dim if cfg.iql_input == "obs" else self.critic_dim
+        self.q = MLP([in_dim] + [cfg.hidden] * cfg.hidden_layers + [self.agent.n_actions], 1.0, self.gen)
+        self.q_target = copy.deepcopy(self.q).requires_grad_(False)
+        self.q_opt = Adam(self.q.parameters(), lr=cfg.lr_critic, eps=1e-5)
+
+    def _modules(self) -> dict[str, Any]:
+        return {"q": self.q, "q_target": self.q_target, "q_opt": self.q_opt}
+
+    def epsilon(self) -> float:
+        c = self.cfg
+        frac = min(1.0, self.samples_seen / c.eps_anneal_steps) if c.eps_anneal_steps else 1.0
+        return c.eps_start + frac * (c.eps_finish - c.eps_start)
+
+    def _select(self, obs: torch.Tensor, cin: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        greedy = self.q(self._in(obs, cin)).argmax(-1).numpy()
+        explore = self.np_rng.random(self.n_envs) < self.epsilon()
+        action = np.where(explore, self.np_rng.integers(0, self.agent.n_actions, self.n_envs), greedy).astype(np.int64)
+        return action, action.copy()
+
+    def _gradient_step(self, b: dict[str, torch.Tensor]) -> dict[str, float]:
+        cfg = self.cfg
+        s, s_next = self._in(b["obs"], b["cin"]), self._in(b["next_obs"], b["next_cin"])
+        with torch.no_grad():
+            q_next = self.q_target(s_next)
+            if cfg.double_q:
+                best = self.q(s_next).argmax(-1, keepdim=True)
+                v_next = q_next.gather(-1, best).squeeze(-1)
+            else:
+                v_next = q_next.max(-1).values
+            y = b["rew"] + cfg.gamma * (1.0 - b["done"]) * v_next
+        q = self.q(s).gather(-1, b["act"].long().unsqueeze(-1)).squeeze(-1)
+        loss = (q - y).square().mean()
+        self.q_opt.zero_grad()
+        loss.backward()
+        grad_norm = nn.utils.clip_grad_norm_(self.q.parameters(), cfg.max_grad_norm)
+        self.q_opt.step()
+        if (self.grad_steps + 1) % cfg.target_update_every == 0:
+            self.q_target.load_state_dict(self.q.state_dict())
+        return {"value_loss": loss.item(), "q_mean": q.mean().item(), "epsilon": self.epsilon(),
+                "grad_norm": float(grad_norm)}

@@ -1,0 +1,82 @@
+r"""MAFOCOPS: multi-agent first-order constrained optimisation in policy space (mafocops.md §4).
+
+Agent i_h projects the optimal non-parametric update (eq. 4) back onto its policy class by
+minimising E_s[KL(π_θ ‖ π*)(s)] with the sample gradient of eq. 11; the per-sample loss whose
+gradient that is::
+
+    ℓ_j = ( KL(π_θ ‖ π_θk)[s_j] − (1/λ) · r_j · (η̂_j − Σ_u ν_u Â_u,j) ) · I(s_j)
+    L   = mean_B ℓ_j,        r_j = π_θ(a_j|s_j)/π_θk(a_j|s_j),  I(s_j) = 1[KL(π_θ ‖ π_θk)[s_j] ≤ δ]
+
+(∇r_j = ∇π_θ(a_j|s_j)/π_θk(a_j|s_j), the eq.-11 term.) η̂ = M·Â: the standardised reward
+advantage weighted by the sequential token M (Alg. 1 lines 7, 13, 19); Â_u the standardised cost
+advantages of the agent's own cost critics (line 5). The indicator multiplies the whole per-sample
+term, as in the FOCOPS reference code ("rejecting sampled states", §4.3; eq. 11's typesetting
+leaves its scope ambiguous). Note the KL direction: KL(π_θ ‖ π_θk), new ‖ old, for the loss, the
+indicator, the early stop and the logged ``kl``.
+
+Before the agent's update (Alg. 1 line 9, eq. 10), from the rollout's mean episode cost J_u::
+
+    ν_u ← proj_[0, ν_max](ν_u − α (c_u − J_u))                                   (coef.Lagrange)
+
+λ (the temperature) is fixed (§4.3). The epochs stop early once the batch-mean KL(π_θ ‖ π_θk)
+reaches δ (Alg. 1 lines 15–16). No entropy bonus (eq. 11 has none). Logs, besides the base keys:
+nu{u}, cost_gap{u} (J_u − c_u) and accepted_frac (mean I(s_j)).
+"""
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+
+from .base import Batch, Learner
+from .coef import Lagrange
+
+
+class MAFOCOPS(Learner):
+    """MAFOCOPS: FOCOPS loss with per-state KL indicator, ν ∈ [0, ν_max] (Zhao et al., mafocops.md)."""
+
+    algo = "mafocops"
+    uses_costs = True
+    supports_sequential = True
+    defaults: ClassVar[dict[str, Any]] = {
+        "update_order": "sequential",  # Alg. 1: agents in a random permutation, token M
+        "focops_lam": 2.2,  # mafocops.md Table 5 (Safe MAMuJoCo): λ 2.2
+        "nu_max": 1.3,  # Table 5: ν_max 1.3
+        "nu_lr": 5e-5,  # Table 5: ν lr 0.00005
+        "focops_delta": 0.0125,  # Table 5: kl-threshold 0.0125
+        "minibatch_size": 256,  # Table 5: minibatch size 256
+        "epochs": 5,  # Table 5: update numbers 5
+        "nu_init": 0.0,  # not in the paper; the FOCOPS reference code starts ν at 0
+        "ent_coef": 0.0,  # eq. 11 has no entropy term
+        # lr 5e-4 / 5e-4 (dpo.md Table 2): Table 5 keeps the MACPO codebase's, which are tied to its
+        # PopArt critics (safe-mamujoco.md §5.2: 9e-5 / 5e-3); not reported for MAFOCOPS itself.
+    }
+
+    def _make_coefs(self) -> Lagrange:
+        c = self.cfg
+        return Lagrange([f"nu{u}" for u in range(self.n_costs)], c.nu_init, c.nu_lr, upper=c.nu_max)
+
+    def kl_per_state(self, params_old: torch.Tensor, params_new: torch.Tensor) -> torch.Tensor:
+        return self.dist.kl(params_new, params_old)  # KL(π_θ ‖ π_θk), eq. 6 / 11
+
+    def before_update(self, batch: Batch) -> dict[str, float]:
+        assert self.coefs is not None
+        gap = self.ep_cost_est - self.cost_limits  # J_u − c_u = −b_u (Theorem 1)
+        self.coefs.step(gap)
+        return {**self.coefs.state_dict(), **{f"cost_gap{u}": float(g) for u, g in enumerate(gap)}}
+
+    def policy_loss(self, ratio: torch.Tensor, logp_new: torch.Tensor, logp_old: torch.Tensor,
+                    adv: torch.Tensor, kl_per_state: torch.Tensor,
+                    cost_adv: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+        assert self.coefs is not None
+        target = adv
+        if cost_adv is not None and cost_adv.shape[-1] > 0:
+            target = adv - (cost_adv * torch.as_tensor(self.coefs.as_list(), dtype=adv.dtype)).sum(-1)
+        accept = (kl_per_state.detach() <= self.cfg.focops_delta).to(adv.dtype)
+        loss = ((kl_per_state - ratio * target / self.cfg.focops_lam) * accept).mean()
+        return loss, {"accepted_frac": accept.mean().item()}
+
+    def stop_epochs(self, batch: Batch) -> bool:
+        with torch.no_grad():
+            kl = self.kl_per_state(batch.params_old, self.actor(batch.obs)).mean()
+        return bool(kl >= self.cfg.focops_delta)
