@@ -2,11 +2,13 @@
 learn when a rollout is full, act, and log.
 
 The step order is fixed so every agent sees the same timeline:
-STEP t arrives → κ exchange rounds give the κ-hop state s_t → the reward of action t−1 completes
-the previous transition → a full rollout triggers an update (bootstrapped on s_t) → act on obs_t.
+STEP t arrives → the relay's exchange (κ rounds in sync mode, one in async) gives the κ-hop state
+s_t → the reward of action t−1 completes the previous transition → a full rollout triggers an
+update (bootstrapped on s_t) → act on obs_t (plus the neighbours' presence bits with --actor-mask).
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import signal
 import time
@@ -18,12 +20,12 @@ import zmq
 
 from envserver import protocol as P
 from envserver.tasks.base import AgentSpec
-from topologies import khop_ball, load_topology, neighbours
+from topologies import load_topology, neighbours
 
 from .core import AgentCore
 from .learner import Learner
-from .links import NeighbourLinks
-from .relay import KHopRelay
+from .links import LinkSpec, NeighbourLinks, link_specs
+from .relay import DEFAULT_MAX_PERIOD, KHopRelay, RelayNode, RelayPlan, actor_input, default_round_timeout_s
 
 log = logging.getLogger("agentd")
 
@@ -32,7 +34,7 @@ log = logging.getLogger("agentd")
 class AgentConfig:
     agent: int
     env: str  # envserver endpoint
-    topology: Path  # the run's topology file: node attribute "address" is each agent's inbox
+    topology: Path  # the run's topology file: node attribute "address" is each agent's inbox (optional "bind")
     kappa: int = 1
     algo: str = "dpo"
     run_dir: Path = Path("run")
@@ -41,6 +43,12 @@ class AgentConfig:
     checkpoint_every: int = 10  # updates
     link_timeout_s: float = 30.0
     join_timeout_s: float = 300.0
+    relay: str = "sync"  # "sync" | "async" (agentd/relay.py)
+    comm_budget: float | None = None  # bytes per agent per env step (one transition of one env copy)
+    budget_max_period: int = DEFAULT_MAX_PERIOD
+    link: LinkSpec = LinkSpec()  # emulated defaults for every link; topology edge attributes override
+    round_timeout_s: float | None = None  # None: derived (see relay.default_round_timeout_s)
+    actor_mask: bool = False  # actor input = own obs + direct neighbours' presence bits
 
 
 class Agent:
@@ -85,19 +93,35 @@ class Agent:
         self.spec = specs[me]
         self.n_costs = len(welcome["cost_names"])
         peers = {j: self.graph.nodes[j]["address"] for j in neighbours(self.graph, me)}
-        self.links = NeighbourLinks(self.ctx, me, self.graph.nodes[me]["address"], peers)
-        ball = khop_ball(self.graph, me, self.cfg.kappa)
-        self.relay = KHopRelay(me, self.cfg.kappa, ball, {j: s.obs_dim for j, s in enumerate(specs)},
-                               self.links, self.E, timeout_s=self.cfg.link_timeout_s)
-        self.core = AgentCore(me, self.cfg.algo, self.spec, self.relay.critic_dim, n, self.E, welcome["task"],
-                              self.cfg.seed, self.cfg.overrides, self.dir, self.cfg.checkpoint_every,
+        cfg = self.cfg
+        plan = RelayPlan(self.graph, cfg.kappa, [s.obs_dim for s in specs], self.E, cfg.relay, cfg.comm_budget,
+                         cfg.budget_max_period)
+        # every agent derives the same slot length from the whole graph, so the round slots line up
+        every_link = {(u, v): spec for u in self.graph for v, spec in link_specs(self.graph, u, cfg.link).items()}
+        round_timeout = cfg.round_timeout_s or default_round_timeout_s(plan, every_link)
+        my_links = link_specs(self.graph, me, cfg.link)
+        node = self.graph.nodes[me]  # "bind", where set (containers: tcp://*:PORT), is what this agent binds
+        self.links = NeighbourLinks(self.ctx, me, node.get("bind", node["address"]), peers,
+                                    emulation=my_links, seed=cfg.seed, budget=plan.token_bucket())
+        relay_node = RelayNode(me, plan)
+        self.relay = KHopRelay(relay_node, self.links, link_timeout_s=cfg.link_timeout_s,
+                               round_timeout_s=round_timeout)
+        actor_spec = self.spec
+        if cfg.actor_mask:
+            actor_spec = dataclasses.replace(self.spec, obs_dim=self.spec.obs_dim + len(relay_node.neighbours))
+        ball = relay_node.ball
+        self.core = AgentCore(me, cfg.algo, actor_spec, self.relay.critic_dim, n, self.E, welcome["task"],
+                              cfg.seed, cfg.overrides, self.dir, cfg.checkpoint_every,
                               self.incarnation, comm_counters=self._comm_counters,
-                              describe={"kappa": self.cfg.kappa, "neighbours": sorted(peers),
-                                        "khop_ball": {str(k): v for k, v in ball.items()}})
+                              describe={"kappa": cfg.kappa, "neighbours": sorted(peers),
+                                        "khop_ball": {str(k): v for k, v in ball.items()},
+                                        "comm_plan": plan.describe(me), "round_timeout_s": round_timeout,
+                                        "links": {str(p): dataclasses.asdict(s) for p, s in my_links.items()},
+                                        "actor_mask": cfg.actor_mask},
+                              cost_limits=welcome["cost_limits"], episode_length=welcome["episode_length"])
 
     def _comm_counters(self) -> dict:
-        return {**self.links.counters.totals(), **self.links.counters.by_phase(),
-                "neighbours_silent": len(self.relay.silent)}
+        return {**self.links.counters.totals(), **self.links.counters.by_phase(), **self.relay.stats()}
 
     # --- the loop --------------------------------------------------------------------------
     def run(self) -> int:
@@ -107,9 +131,16 @@ class Agent:
         if self.core.resumed_from is not None:
             log.info("agent %d resumed from %s", self.cfg.agent, self.core.resumed_from.name)
         reason = "stopped"
+        poller = zmq.Poller()
+        poller.register(self.env, zmq.POLLIN)
+        if self.links.timed:  # keep reading neighbour frames so emulated delays start on arrival
+            poller.register(self.links.inbox, zmq.POLLIN)
         try:
             while not self.stop_requested:
-                if not self.env.poll(200):
+                ready = dict(poller.poll(200))
+                if self.links.inbox in ready:
+                    self.links.pump()
+                if self.env not in ready:
                     continue
                 msg = P.decode(self.env.recv_multipart(copy=True))
                 if msg.type == "BYE":
@@ -132,7 +163,8 @@ class Agent:
         obs = P.check_array(msg, "obs", (self.E, self.spec.obs_dim), np.float32)
         critic_in = self.relay.exchange(t, obs)
         a = msg.arrays
-        action = self.core.step(t, obs, critic_in, a["reward"], a["cost"], a["terminated"] | a["truncated"])
+        action = self.core.step(t, actor_input(obs, self.relay.node, self.cfg.actor_mask), critic_in, a["reward"],
+                                a["cost"], a["terminated"] | a["truncated"])
         self.env.send_multipart(P.encode("ACT", {"agent": self.cfg.agent, "t": t}, {"action": action}),
                                 copy=False)
 

@@ -12,7 +12,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -27,15 +27,18 @@ class AgentCore:
     def __init__(self, agent: int, algo: str, spec: AgentSpec, critic_dim: int, n_agents: int, n_envs: int,
                  task: str, seed: int, overrides: dict[str, Any], agent_dir: Path, checkpoint_every: int,
                  incarnation: int, comm_counters: Callable[[], dict[str, Any]] = dict,
-                 describe: dict[str, Any] | None = None) -> None:
+                 describe: dict[str, Any] | None = None, cost_limits: Sequence[float] = (),
+                 episode_length: int | None = None) -> None:
         self.agent, self.E, self.incarnation = agent, n_envs, incarnation
         self.dir = agent_dir
         self.ckpt_dir = agent_dir / "checkpoints"
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
         self.checkpoint_every = checkpoint_every
         self.comm_counters = comm_counters
+        # cost_limits / episode_length: constrained learners (DEC-MAPPO-L, …) build a cost critic per limit
         self.learner: Learner = make_learner(algo, spec, critic_dim, n_agents, n_envs, seed=seed * 1000 + agent,
-                                             overrides={**defaults_for(task), **overrides})
+                                             overrides={**defaults_for(task), **overrides},
+                                             cost_limits=tuple(cost_limits), episode_length=episode_length)
         latest = Learner.latest_checkpoint(self.ckpt_dir)
         self.resumed_from = latest
         if latest is not None:

@@ -4,54 +4,234 @@ Each agent binds one ROUTER (its inbox) and connects one DEALER to each neighbou
 to nobody else, so the socket table of an agent process is exactly {envserver, neighbours}.
 Every send and receive passes through here, which is why the byte and message counters (per
 peer and per phase) are the run's communication metrics and cannot miss a message.
+
+Three more things live here because they must see every message:
+
+* **Wire bytes.** Every counter counts :func:`envserver.protocol.wire_size`: msgpack header plus
+  raw buffers plus ZMTP frame headers — what the application puts on the stream.
+* **Budget.** An optional :class:`TokenBucket` is checked before each send; a message that does
+  not fit is not sent (counted in ``budget_blocked``), so the budget is a hard guarantee however
+  the caller behaves. The relay's plan (agentd/relay.py) chooses what to send so that this never
+  has to happen.
+* **Link emulation.** The kernel has no netem, so delay, jitter, loss and bandwidth are emulated
+  in user space on the *receive* side: a frame read off the socket is (seeded) dropped or held in
+  a scheduled-delivery queue until its delivery time, and :meth:`NeighbourLinks.recv` only hands
+  out messages that are due. The sender's bytes go out at once and are counted when sent (a lost
+  message was still transmitted). Delivery times are taken from the moment a frame is read, so
+  the emulated delay is a lower bound; callers that may be busy keep reading through
+  :meth:`NeighbourLinks.pump` (the agent does while it waits for the next STEP).
 """
 from __future__ import annotations
 
+import heapq
 import logging
+import math
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
 
+import numpy as np
 import zmq
 
 from envserver import protocol as P
 
 log = logging.getLogger("agentd.links")
 
+PHASES = ("rollout", "update", "control")
+#: message types an agent accepts from a neighbour (learners may add their own, e.g. TOKEN)
+AGENT_MESSAGE_TYPES = {"STATE"}
 
-def _nbytes(frames: list) -> int:
-    return sum(len(f) if not isinstance(f, memoryview) else f.nbytes for f in frames)
+
+def phase_of(msg_type: str, n_entries: int) -> str:
+    """The accounting phase of a relay message: a STATE carrying rows is rollout traffic, an empty
+    STATE is a control marker; anything else is learner traffic exchanged around updates."""
+    if msg_type == "STATE":
+        return "rollout" if n_entries else "control"
+    return "update"
+
+
+# --------------------------------------------------------------------------- link model
+
+
+@dataclass(frozen=True)
+class LinkSpec:
+    """One direction of one edge: what the emulator does to each message.
+
+    delay_ms / jitter_ms: delivery after delay + U(−jitter, +jitter) ms (never negative), in order
+    (a link never reorders, as a ZMQ/TCP stream would not); loss: probability that a message is
+    dropped, independently per message; bandwidth_bps: serialisation at this rate, messages
+    queueing behind each other (0 = unlimited).
+    """
+
+    delay_ms: float = 0.0
+    jitter_ms: float = 0.0
+    loss: float = 0.0
+    bandwidth_bps: float = 0.0
+
+    FIELDS = ("delay_ms", "jitter_ms", "loss", "bandwidth_bps")
+
+    @property
+    def ideal(self) -> bool:
+        return not (self.delay_ms or self.jitter_ms or self.loss or self.bandwidth_bps)
+
+    @property
+    def timed(self) -> bool:
+        """Whether delivery depends on the clock (needs real time, unlike loss alone)."""
+        return bool(self.delay_ms or self.jitter_ms or self.bandwidth_bps)
+
+    def validate(self, where: str = "link") -> "LinkSpec":
+        for name in self.FIELDS:
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise ValueError(f"{where}: {name} must be a finite number >= 0, got {v!r}")
+        if self.loss >= 1:
+            raise ValueError(f"{where}: loss must be in [0, 1), got {self.loss}")
+        return self
+
+    def worst_latency_s(self, nbytes: int = 0) -> float:
+        """Upper bound on one message's time on the link when the link is otherwise idle."""
+        ser = nbytes * 8 / self.bandwidth_bps if self.bandwidth_bps else 0.0
+        return (self.delay_ms + self.jitter_ms) / 1000 + ser
+
+
+def link_specs(graph: Any, me: int, default: LinkSpec = LinkSpec()) -> dict[int, LinkSpec]:
+    """The emulated link from each neighbour to ``me``: the CLI defaults, overridden field by field
+    by the edge's attributes in the topology file (``delay_ms``, ``jitter_ms``, ``loss``,
+    ``bandwidth_bps``). Both directions of an edge get the same parameters."""
+    out = {}
+    for peer in sorted(graph.adj[me]):
+        attrs = graph.edges[me, peer]
+        values = {}
+        for name in LinkSpec.FIELDS:
+            v = attrs.get(name, getattr(default, name))
+            try:
+                values[name] = float(v)  # GraphML hands strings through
+            except (TypeError, ValueError):
+                raise ValueError(f"edge {min(me, peer)}-{max(me, peer)}: {name} must be a number, "
+                                 f"got {v!r}") from None
+        out[peer] = LinkSpec(**values).validate(f"edge {min(me, peer)}-{max(me, peer)}")
+    return out
+
+
+class LinkEmulator:
+    """The receive side of one directed link: decides each message's fate with its own seeded RNG
+    (a stream per (seed, sender, receiver), so a run's losses are reproducible and independent of
+    every other link's traffic)."""
+
+    def __init__(self, spec: LinkSpec, seed: int, src: int, dst: int) -> None:
+        self.spec = spec
+        self.rng = np.random.default_rng([seed & 0xFFFFFFFF, src, dst, 0x6C696E6B])
+        self.busy_until = -math.inf
+        self.last_delivery = -math.inf
+
+    def admit(self, nbytes: int, now: float) -> float | None:
+        """Delivery time of a message read at ``now``, or None if the link drops it."""
+        s = self.spec
+        start = max(now, self.busy_until)  # queue behind what is still being serialised
+        self.busy_until = start + (nbytes * 8 / s.bandwidth_bps if s.bandwidth_bps else 0.0)
+        if s.loss and self.rng.random() < s.loss:
+            return None  # transmitted (it used the link) but never arrives
+        jitter = self.rng.uniform(-s.jitter_ms, s.jitter_ms) if s.jitter_ms else 0.0
+        at = self.busy_until + max(0.0, s.delay_ms + jitter) / 1000
+        at = max(at, self.last_delivery)  # in order
+        self.last_delivery = at
+        return at
+
+
+# --------------------------------------------------------------------------- budget
+
+
+class TokenBucket:
+    """Hard budget: ``rate`` bytes per env lockstep, at most ``depth`` saved up.
+
+    :meth:`refill` is called once per lockstep t; tokens accrue for the steps elapsed since the last
+    refill (a fresh bucket counts from the start of the current sending period, so a restarted
+    agent can keep the shared schedule). For a run that starts at t = 0 this guarantees, for every
+    t, bytes sent in steps 0..t ≤ rate·(t+1), and no single step sends more than ``depth``.
+    """
+
+    def __init__(self, rate: float, depth: float, period: int = 1) -> None:
+        if rate <= 0 or depth < rate or period < 1:
+            raise ValueError(f"bad token bucket: rate {rate}, depth {depth}, period {period}")
+        self.rate, self.depth, self.period = float(rate), float(depth), period
+        self.tokens = 0.0
+        self.last_t: int | None = None
+
+    def refill(self, t: int) -> None:
+        if self.last_t is None:
+            self.last_t = t - t % self.period - 1
+        if t > self.last_t:
+            self.tokens = min(self.depth, self.tokens + self.rate * (t - self.last_t))
+            self.last_t = t
+
+    def try_spend(self, n: int) -> bool:
+        if n > self.tokens + 1e-9:
+            return False
+        self.tokens -= n
+        return True
+
+
+# --------------------------------------------------------------------------- counters
 
 
 @dataclass
 class LinkCounters:
-    """Cumulative traffic, keyed by (peer, phase)."""
+    """Cumulative traffic, keyed by (peer, phase); losses and budget refusals keyed by peer."""
 
     bytes_sent: dict = field(default_factory=lambda: defaultdict(int))
     bytes_received: dict = field(default_factory=lambda: defaultdict(int))
     msgs_sent: dict = field(default_factory=lambda: defaultdict(int))
     msgs_received: dict = field(default_factory=lambda: defaultdict(int))
+    msgs_lost: dict = field(default_factory=lambda: defaultdict(int))  # dropped by the emulated link
+    bytes_lost: dict = field(default_factory=lambda: defaultdict(int))
+    budget_blocked: dict = field(default_factory=lambda: defaultdict(int))  # refused by the bucket
     rejected: int = 0
 
     def totals(self) -> dict[str, int]:
         out = {name: sum(getattr(self, name).values())
-               for name in ("bytes_sent", "bytes_received", "msgs_sent", "msgs_received")}
+               for name in ("bytes_sent", "bytes_received", "msgs_sent", "msgs_received", "msgs_lost",
+                            "bytes_lost", "budget_blocked")}
         out["rejected_frames"] = self.rejected
         return out
 
     def by_phase(self) -> dict[str, int]:
-        out: dict[str, int] = defaultdict(int)
-        for name in ("bytes_sent", "bytes_received"):
+        """bytes_sent_<phase>, bytes_received_<phase>, msgs_sent_<phase> for every phase (zeros
+        included, so metric rows always carry the same keys)."""
+        out: dict[str, int] = {f"{name}_{ph}": 0 for name in ("bytes_sent", "bytes_received", "msgs_sent")
+                               for ph in PHASES}
+        for name in ("bytes_sent", "bytes_received", "msgs_sent"):
             for (_, phase), n in getattr(self, name).items():
-                out[f"{name}_{phase}"] += n
-        return dict(out)
+                out[f"{name}_{phase}"] = out.get(f"{name}_{phase}", 0) + n
+        return out
+
+    def count_sent(self, peer: int, phase: str, nbytes: int) -> None:
+        self.bytes_sent[(peer, phase)] += nbytes
+        self.msgs_sent[(peer, phase)] += 1
+
+    def count_received(self, peer: int, phase: str, nbytes: int) -> None:
+        self.bytes_received[(peer, phase)] += nbytes
+        self.msgs_received[(peer, phase)] += 1
+
+
+# --------------------------------------------------------------------------- the links
 
 
 class NeighbourLinks:
     def __init__(self, ctx: zmq.Context, me: int, listen: str, peers: dict[int, str],
-                 max_message_bytes: int = P.DEFAULT_MAX_MESSAGE_BYTES) -> None:
+                 max_message_bytes: int = P.DEFAULT_MAX_MESSAGE_BYTES,
+                 emulation: Mapping[int, LinkSpec] | None = None, seed: int = 0,
+                 budget: TokenBucket | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.me = me
         self.peers = dict(peers)
         self.counters = LinkCounters()
+        self.budget = budget
+        self.clock = clock
+        self.emulators = {p: LinkEmulator(spec, seed, p, me) for p, spec in (emulation or {}).items()
+                          if p in self.peers and not spec.ideal}
+        self.timed = any(e.spec.timed for e in self.emulators.values())
+        self._held: list[tuple[float, int, int, P.Message, int]] = []  # (due, seq, peer, msg, bytes)
+        self._seq = 0
         self.inbox = ctx.socket(zmq.ROUTER)
         self.inbox.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
         self.inbox.setsockopt(zmq.LINGER, 0)
@@ -66,20 +246,27 @@ class NeighbourLinks:
             s.connect(address)
             self.out[peer] = s
 
-    def send(self, peer: int, frames: list, phase: str = "rollout") -> None:
-        """Queue one message to a neighbour; never blocks (a full queue drops and is logged)."""
+    # ------------------------------------------------------------------ send
+    def send(self, peer: int, frames: list, phase: str = "rollout") -> bool:
+        """Queue one message to a neighbour; never blocks. False if the budget refused it or the
+        socket queue was full (both logged and counted)."""
+        n = P.wire_size(frames)
+        if self.budget is not None and not self.budget.try_spend(n):
+            self.counters.budget_blocked[peer] += 1
+            log.warning("budget: %d bytes to %d do not fit (%.0f tokens left); message not sent",
+                        n, peer, self.budget.tokens)
+            return False
         try:
             self.out[peer].send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
         except zmq.Again:
             log.warning("link to %d is full; message dropped", peer)
-            return
-        self.counters.bytes_sent[(peer, phase)] += _nbytes(frames)
-        self.counters.msgs_sent[(peer, phase)] += 1
+            return False
+        self.counters.count_sent(peer, phase, n)
+        return True
 
-    def recv(self, timeout_ms: int, phase: str = "rollout") -> tuple[int, P.Message] | None:
-        """One validated message from a neighbour, or None on timeout or a refused frame."""
-        if not self.inbox.poll(timeout_ms):
-            return None
+    # ------------------------------------------------------------------ receive
+    def _read_one(self) -> tuple[int, P.Message, int] | None:
+        """Read and validate one frame set off the inbox (the caller knows one is there)."""
         frames = self.inbox.recv_multipart(copy=True)
         ident, body = frames[0], frames[1:]
         try:
@@ -87,15 +274,61 @@ class NeighbourLinks:
             if peer not in self.peers:
                 raise P.ProtocolError(f"message from {ident[:16]!r}, which is not a neighbour")
             msg = P.decode(body)
-            if msg.type != "STATE" or msg["from"] != peer:
+            if msg.type not in AGENT_MESSAGE_TYPES or msg.fields.get("from") != peer:
                 raise P.ProtocolError(f"neighbour {peer} sent {msg.type} claiming to be {msg.fields.get('from')}")
         except (ValueError, UnicodeDecodeError) as err:  # ProtocolError is a ValueError
             self.counters.rejected += 1
             log.warning("refused a neighbour frame: %s", err)
             return None
-        self.counters.bytes_received[(peer, phase)] += _nbytes(body)
-        self.counters.msgs_received[(peer, phase)] += 1
-        return peer, msg
+        return peer, msg, P.wire_size(body)
+
+    def _admit(self, peer: int, msg: P.Message, n: int, now: float) -> None:
+        """Pass a read message through its link's emulator into the delivery queue."""
+        emu = self.emulators.get(peer)
+        due = now if emu is None else emu.admit(n, now)
+        if due is None:
+            self.counters.msgs_lost[peer] += 1
+            self.counters.bytes_lost[peer] += n
+            return
+        self._seq += 1
+        heapq.heappush(self._held, (due, self._seq, peer, msg, n))
+
+    def pump(self) -> int:
+        """Read everything waiting on the socket into the delivery queue without blocking (so that
+        emulated delays run from the moment a frame arrived, even while the caller was busy)."""
+        got = 0
+        while self.inbox.poll(0):
+            item = self._read_one()
+            if item is not None:
+                self._admit(*item, now=self.clock())
+                got += 1
+        return got
+
+    def recv(self, timeout_ms: float, phase: str | None = None) -> tuple[int, P.Message] | None:
+        """One validated, delivered message from a neighbour, or None when none is due within the
+        timeout. ``phase`` overrides the accounting phase (default: :func:`phase_of`)."""
+        end = self.clock() + max(0.0, timeout_ms) / 1000
+        while True:
+            now = self.clock()
+            if self._held and self._held[0][0] <= now:
+                _, _, peer, msg, n = heapq.heappop(self._held)
+                entries = len(msg.fields.get("origins", ())) if msg.type == "STATE" else 0
+                self.counters.count_received(peer, phase or phase_of(msg.type, entries), n)
+                return peer, msg
+            wake = min(end, self._held[0][0]) if self._held else end
+            wait_ms = max(0.0, (wake - now) * 1000)
+            if self.inbox.poll(math.ceil(wait_ms) if wait_ms > 0 else 0):
+                item = self._read_one()
+                if item is not None:
+                    self._admit(*item, now=self.clock())
+                continue
+            if self.clock() >= end and not (self._held and self._held[0][0] <= self.clock()):
+                return None
+
+    @property
+    def pending(self) -> int:
+        """Messages read but not yet due."""
+        return len(self._held)
 
     def close(self) -> None:
         for s in self.out.values():

@@ -10,6 +10,7 @@ from topologies import TopologyError
 
 from .agent import Agent, AgentConfig
 from .core import pin_threads
+from .links import LinkSpec
 
 
 def parse_overrides(items: list[str]) -> dict[str, str]:
@@ -23,6 +24,46 @@ def parse_overrides(items: list[str]) -> dict[str, str]:
     return out
 
 
+def budget_value(text: str) -> float | None:
+    """`--comm-budget`: bytes per agent per env step, or none/off/inf for unlimited."""
+    if text.strip().lower() in ("none", "off", "inf", ""):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of bytes or 'none', got {text!r}") from None
+    if not (value > 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"must be > 0 bytes, got {text!r}")
+    return value
+
+
+def add_comm_arguments(p: argparse.ArgumentParser, defaults: object | None = None) -> None:
+    """The communication-layer options, shared by `agentd` and `khop run` (README: "Communication
+    layer and budgets")."""
+    d = (lambda name, v: getattr(defaults, name, v)) if defaults is not None else (lambda _name, v: v)
+    p.add_argument("--relay", choices=("sync", "async"), default=d("relay", "sync"),
+                   help="sync: κ exchange rounds per env step, exact κ-hop state; async: one exchange per "
+                        "step, state from d hops is d−1 steps old")
+    p.add_argument("--comm-budget", type=budget_value, default=d("comm_budget", None), metavar="BYTES",
+                   help="wire bytes each agent may send per env step (one transition of one env copy); "
+                        "met by float16, sending every k steps, dropping the farthest hops (default: none)")
+    p.add_argument("--budget-max-period", type=int, default=d("budget_max_period", 4), metavar="K",
+                   help="longest send period the budget policy may choose before it drops hops (default 4)")
+    p.add_argument("--link-delay-ms", type=float, default=d("link_delay_ms", 0.0),
+                   help="emulated one-way delay of every link (topology edge attribute delay_ms overrides)")
+    p.add_argument("--link-jitter-ms", type=float, default=d("link_jitter_ms", 0.0),
+                   help="emulated jitter: delay ± U(0, jitter) per message, in order (edge attribute jitter_ms)")
+    p.add_argument("--link-loss", type=float, default=d("link_loss", 0.0),
+                   help="emulated probability that a message is lost (edge attribute loss)")
+    p.add_argument("--link-bandwidth-bps", type=float, default=d("link_bandwidth_bps", 0.0),
+                   help="emulated link rate in bits/s, 0 = unlimited (edge attribute bandwidth_bps)")
+    p.add_argument("--round-timeout-ms", type=float, default=d("round_timeout_ms", None),
+                   help="relay round slot length (default: the link timeout on reliable links; "
+                        "100 ms + 2 × worst link latency when a link is lossy)")
+    p.add_argument("--actor-mask", action="store_true", default=d("actor_mask", False),
+                   help="actor input = own observation + direct neighbours' presence bits (default: own only)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="agentd", description="Run one khop agent.")
     p.add_argument("--id", type=int, required=True, help="this agent's node id in the topology")
@@ -34,7 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--run-dir", type=Path, default=Path("run"))
     p.add_argument("--checkpoint-every", type=int, default=10, help="updates between checkpoints")
-    p.add_argument("--link-timeout", type=float, default=30.0, help="seconds to wait for a neighbour per round")
+    p.add_argument("--link-timeout", type=float, default=30.0,
+                   help="seconds of silence after which a neighbour is no longer waited for")
+    add_comm_arguments(p)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="learner hyperparameter")
     return p
 
@@ -47,7 +90,12 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--kappa must be >= 0, got {args.kappa}")
         cfg = AgentConfig(agent=args.id, env=args.env, topology=args.topology, kappa=args.kappa, algo=args.algo,
                           run_dir=args.run_dir, seed=args.seed, overrides=parse_overrides(args.set),
-                          checkpoint_every=args.checkpoint_every, link_timeout_s=args.link_timeout)
+                          checkpoint_every=args.checkpoint_every, link_timeout_s=args.link_timeout,
+                          relay=args.relay, comm_budget=args.comm_budget, budget_max_period=args.budget_max_period,
+                          link=LinkSpec(args.link_delay_ms, args.link_jitter_ms, args.link_loss,
+                                        args.link_bandwidth_bps).validate("--link-* options"),
+                          round_timeout_s=args.round_timeout_ms / 1000 if args.round_timeout_ms else None,
+                          actor_mask=args.actor_mask)
         pin_threads()
         agent = Agent(cfg)
         agent.install_signal_handlers()

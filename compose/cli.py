@@ -1,9 +1,12 @@
-"""`khop`, the umbrella command: run, report, tasks, algos."""
+"""`khop`, the umbrella command: run, sweep, report, tasks, algos."""
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
+
+from . import compose_file
+from agentd.main import add_comm_arguments
 
 from .launcher import Launch, LaunchError, RunConfig
 
@@ -39,11 +42,17 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.add_argument("--inprocess", action="store_true",
                    help="run every agent in this one process with no sockets (reference mode)")
+    add_comm_arguments(r, DEFAULTS)
+
+    from . import sweep
+
+    sweep.register(sub)
 
     rep = sub.add_parser("report", help="(re)write RUN_DIR/report from the run's files")
     rep.add_argument("run_dir", type=Path)
     sub.add_parser("tasks", help="list tasks")
     sub.add_parser("algos", help="list learners")
+    compose_file.register(sub)
     return p
 
 
@@ -51,7 +60,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = RunConfig(task=args.task, algo=args.algo, topology=args.topology, kappa=args.kappa, steps=args.steps,
                     envs=args.envs, seed=args.seed, run_dir=args.run_dir, overrides=args.overrides,
                     deadline_s=args.deadline, checkpoint_every=args.checkpoint_every, progress=not args.no_progress,
-                    inprocess=args.inprocess)
+                    inprocess=args.inprocess, **comm_options(args))
     launch = Launch(cfg)
     code = launch.run()
     summary = launch.dir / "report" / "summary.md"
@@ -59,6 +68,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     if summary.exists():
         print(_headline(launch.dir))
     return code
+
+
+def comm_options(args: argparse.Namespace) -> dict:
+    """RunConfig's communication fields from parsed add_comm_arguments options."""
+    return {"relay": args.relay, "comm_budget": args.comm_budget, "budget_max_period": args.budget_max_period,
+            "link_delay_ms": args.link_delay_ms, "link_jitter_ms": args.link_jitter_ms, "link_loss": args.link_loss,
+            "link_bandwidth_bps": args.link_bandwidth_bps, "round_timeout_ms": args.round_timeout_ms,
+            "actor_mask": args.actor_mask}
 
 
 def _headline(run_dir: Path) -> str:
@@ -90,7 +107,7 @@ def cmd_tasks(_args: argparse.Namespace) -> int:
         s = task_spec(name)
         costs = ", ".join(f"{n} ≤ {lim:g}" for n, lim in zip(s.cost_names, s.cost_limits)) or "no cost"
         kinds = {a.act_kind for a in s.agents}
-        print(f"{name:24s} {s.n_agents:2d} agents  {'/'.join(sorted(kinds)):10s} episode {s.episode_length:4d}  "
+        print(f"{name:34s} {s.n_agents:2d} agents  {'/'.join(sorted(kinds)):10s} episode {s.episode_length:4d}  "
               f"{costs:22s} {s.description}")
     return 0
 
@@ -106,7 +123,10 @@ def cmd_algos(_args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"run": cmd_run, "report": cmd_report, "tasks": cmd_tasks, "algos": cmd_algos}
+    from . import sweep
+
+    handlers = {"run": cmd_run, "report": cmd_report, "tasks": cmd_tasks, "algos": cmd_algos,
+                "compose": compose_file.cmd_compose, "sweep": sweep.cmd_sweep}
     try:
         return handlers[args.command](args)
     except LaunchError as err:

@@ -1,13 +1,17 @@
 """`khop run --inprocess`: the same task and the same learner code for every agent, in one process,
 with no sockets.
 
-It is the yardstick for what decentralization costs (same work, no messages) and a debugging aid:
-each agent's κ-hop critic input is assembled from ground truth with the relay's own layout
-function, and each agent is driven by the same :class:`AgentCore` as the distributed `agentd`, so
-for the same seed both modes produce the same first-episode trajectories.
+It is the yardstick for what decentralization costs (same work, no sockets) and a debugging aid:
+the agents' relay nodes (agentd/relay.py) exchange the very same STATE frames through an
+in-memory network — same plan, same budget and token buckets, same float16 quantisation, same
+seeded loss, same wire-byte counters — and each agent is driven by the same :class:`AgentCore` as
+the distributed `agentd`, so for the same seed both modes produce the same episodes (sync relay,
+reliable links) and the in-process metrics report the traffic the distributed run would send.
+Emulated delay, jitter and bandwidth need a clock and are refused here.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -15,14 +19,13 @@ from pathlib import Path
 import numpy as np
 
 from agentd.core import AgentCore, pin_threads
-from agentd.relay import assemble_critic_input
+from agentd.links import link_specs
+from agentd.relay import MemoryNetwork, RelayPlan, actor_input
 from envserver.episodes import EpisodeLog
 from envserver.tasks import make_task
-from topologies import khop_ball, neighbours
+from topologies import neighbours
 
 from .progress import ProgressBar
-
-NO_TRAFFIC = {"bytes_sent": 0, "bytes_received": 0, "msgs_sent": 0, "msgs_received": 0}
 
 
 def run_inprocess(cfg, spec, graph, run_dir: Path, should_stop=lambda: False) -> None:
@@ -30,15 +33,26 @@ def run_inprocess(cfg, spec, graph, run_dir: Path, should_stop=lambda: False) ->
     pin_threads()
     task = make_task(cfg.task, n_envs=cfg.envs, seed=cfg.seed)
     E, n = cfg.envs, spec.n_agents
-    dims = [a.obs_dim for a in spec.agents]
-    balls = [khop_ball(graph, i, cfg.kappa) for i in range(n)]
-    ball_dims = [{o: dims[o] for o in ball} for ball in balls]
+    plan = RelayPlan(graph, cfg.kappa, [a.obs_dim for a in spec.agents], E, cfg.relay, cfg.comm_budget,
+                     cfg.budget_max_period)
+    from .launcher import link_defaults
+
+    default_link = link_defaults(cfg)
+    net = MemoryNetwork(plan, {(src, dst): s for dst in range(n) for src, s in link_specs(graph, dst, default_link).items()},
+                        seed=cfg.seed)
     overrides = dict(item.split("=", 1) for item in cfg.overrides)
-    cores = [AgentCore(i, cfg.algo, spec.agents[i], sum(ball_dims[i].values()) + len(ball_dims[i]), n, E,
+
+    def actor_spec(i: int):
+        a = spec.agents[i]
+        return dataclasses.replace(a, obs_dim=a.obs_dim + len(net.nodes[i].neighbours)) if cfg.actor_mask else a
+
+    cores = [AgentCore(i, cfg.algo, actor_spec(i), net.nodes[i].critic_dim, n, E,
                        cfg.task, cfg.seed, overrides, run_dir / f"agent-{i}", cfg.checkpoint_every, incarnation=0,
-                       comm_counters=lambda: dict(NO_TRAFFIC),
+                       comm_counters=lambda i=i: net.comm_counters(i),
                        describe={"kappa": cfg.kappa, "neighbours": neighbours(graph, i),
-                                 "khop_ball": {str(k): v for k, v in balls[i].items()}, "inprocess": True})
+                                 "khop_ball": {str(k): v for k, v in net.nodes[i].ball.items()}, "inprocess": True,
+                                 "comm_plan": plan.describe(i), "actor_mask": cfg.actor_mask},
+                       cost_limits=spec.cost_limits, episode_length=spec.episode_length)
              for i in range(n)]
     env_dir = run_dir / "envserver"
     env_dir.mkdir(parents=True, exist_ok=True)
@@ -52,10 +66,11 @@ def run_inprocess(cfg, spec, graph, run_dir: Path, should_stop=lambda: False) ->
     t = env_step = 0
     try:
         while env_step < cfg.steps and not should_stop():
+            critic_ins = net.exchange(t, obs)
             actions = []
             for i, core in enumerate(cores):
-                critic_in = assemble_critic_input(ball_dims[i], {o: obs[o] for o in balls[i]}, E)
-                actions.append(core.step(t, obs[i], critic_in, reward, cost[i], done))
+                actions.append(core.step(t, actor_input(obs[i], net.nodes[i], cfg.actor_mask), critic_ins[i], reward,
+                                         cost[i], done))
             res = task.step(actions)
             t += 1
             env_step += E

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 
 from topologies import TopologyError, diameter, resolve_topology, save_topology
 
@@ -47,6 +47,16 @@ class RunConfig:
     checkpoint_every: int = 10
     progress: bool = True
     inprocess: bool = False  # all agents in this process, no sockets: the reference for speed and correctness
+    # communication layer (README "Communication layer and budgets")
+    relay: str = "sync"  # sync: κ rounds per env step; async: one exchange per step, d-hop state d−1 steps old
+    comm_budget: float | None = None  # wire bytes per agent per env step; None = unlimited
+    budget_max_period: int = 4  # longest "send every k steps" before the budget policy drops hops
+    link_delay_ms: float = 0.0  # emulated link defaults; topology edge attributes override per edge
+    link_jitter_ms: float = 0.0
+    link_loss: float = 0.0
+    link_bandwidth_bps: float = 0.0  # 0 = unlimited
+    round_timeout_ms: float | None = None  # relay round slot; None = derived
+    actor_mask: bool = False  # actor input = own obs + direct neighbours' presence bits
 
 
 def code_version() -> str:
@@ -106,7 +116,88 @@ def validate(cfg: RunConfig):
         apply_overrides(LearnerConfig(), parse_overrides(cfg.overrides))
     except ValueError as err:
         raise LaunchError(str(err)) from None
+    validate_comm(cfg, spec, graph)
     return spec, graph
+
+
+def link_defaults(cfg: RunConfig):
+    from agentd.links import LinkSpec
+
+    return LinkSpec(cfg.link_delay_ms, cfg.link_jitter_ms, cfg.link_loss, cfg.link_bandwidth_bps)
+
+
+def comm_plan(cfg: RunConfig, spec, graph):
+    """The relay plan every agent of this run will derive (agentd/relay.py: RelayPlan)."""
+    from agentd.relay import RelayPlan
+
+    return RelayPlan(graph, cfg.kappa, [a.obs_dim for a in spec.agents], cfg.envs, cfg.relay, cfg.comm_budget,
+                     cfg.budget_max_period)
+
+
+def validate_comm(cfg: RunConfig, spec, graph) -> None:
+    """The communication options and the topology's edge attributes (delay_ms, jitter_ms, loss,
+    bandwidth_bps), checked before any process starts."""
+    from agentd.links import link_specs
+
+    if cfg.relay not in ("sync", "async"):
+        raise LaunchError(f"--relay must be sync or async, got {cfg.relay!r}")
+    if cfg.comm_budget is not None and not (0 < cfg.comm_budget < float("inf")):
+        raise LaunchError(f"--comm-budget must be a positive number of bytes, got {cfg.comm_budget}")
+    if cfg.budget_max_period < 1:
+        raise LaunchError(f"--budget-max-period must be >= 1, got {cfg.budget_max_period}")
+    if cfg.round_timeout_ms is not None and not cfg.round_timeout_ms > 0:
+        raise LaunchError(f"--round-timeout-ms must be > 0, got {cfg.round_timeout_ms}")
+    try:
+        default = link_defaults(cfg).validate("--link-* options")
+        specs = [s for u in graph for s in link_specs(graph, u, default).values()]
+    except ValueError as err:
+        raise LaunchError(str(err)) from None
+    if cfg.inprocess and any(s.timed for s in specs):
+        raise LaunchError("link delay, jitter and bandwidth need real time and real sockets; "
+                          "run without --inprocess (loss alone is emulated in process)")
+
+
+def run_record(cfg: RunConfig, spec, graph, run_dir: PurePath) -> dict:
+    """config.json: everything needed to rerun (shared by `khop run` and `khop compose`)."""
+    return {**{k: (str(v) if isinstance(v, PurePath) else v) for k, v in asdict(cfg).items()},
+            "topology": cfg.topology or spec.topology, "run_dir": str(run_dir),
+            "n_agents": spec.n_agents, "graph_diameter": diameter(graph),
+            "cost_names": list(spec.cost_names), "cost_limits": list(spec.cost_limits),
+            "episode_length": spec.episode_length, "code_version": code_version(),
+            "command": shlex.join(sys.argv), "python": sys.version.split()[0]}
+
+
+def process_args(cfg: RunConfig, n_agents: int, env_bind: str, env_connect: str, topology_file: PurePath,
+                 run_dir: PurePath) -> dict[str, list[str]]:
+    """Each process's arguments after its program name: "envserver" and "agent-<i>". The one place they
+    are built, for local processes (`khop run`) and for containers (`khop compose`)."""
+    args = {"envserver": ["--task", cfg.task, "--bind", env_bind, "--envs", str(cfg.envs), "--seed", str(cfg.seed),
+                          "--steps", str(cfg.steps), "--deadline", str(cfg.deadline_s),
+                          "--run-dir", str(run_dir / "envserver")]}
+    for i in range(n_agents):
+        args[f"agent-{i}"] = ["--id", str(i), "--env", env_connect, "--topology", str(topology_file),
+                              "--kappa", str(cfg.kappa), "--algo", cfg.algo, "--seed", str(cfg.seed),
+                              "--run-dir", str(run_dir), "--checkpoint-every", str(cfg.checkpoint_every),
+                              *comm_args(cfg), *[arg for kv in cfg.overrides for arg in ("--set", kv)]]
+    return args
+
+
+def comm_args(cfg: RunConfig) -> list[str]:
+    """agentd's communication options for this run (only those that differ from agentd's defaults)."""
+    out = ["--relay", cfg.relay]
+    if cfg.comm_budget is not None:
+        out += ["--comm-budget", repr(float(cfg.comm_budget))]
+    for flag, value, default in (("--budget-max-period", cfg.budget_max_period, 4),
+                                 ("--link-delay-ms", cfg.link_delay_ms, 0.0),
+                                 ("--link-jitter-ms", cfg.link_jitter_ms, 0.0),
+                                 ("--link-loss", cfg.link_loss, 0.0),
+                                 ("--link-bandwidth-bps", cfg.link_bandwidth_bps, 0.0),
+                                 ("--round-timeout-ms", cfg.round_timeout_ms, None)):
+        if value != default:
+            out += [flag, repr(value)]
+    if cfg.actor_mask:
+        out.append("--actor-mask")
+    return out
 
 
 def _die_with_parent() -> None:
@@ -143,28 +234,16 @@ class Launch:
             self.graph.nodes[node]["address"] = f"tcp://127.0.0.1:{ports[1 + node]}"
         self.topology_file = self.dir / "topology.json"
         save_topology(self.graph, self.topology_file)
-        config = {**{k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self.cfg).items()},
-                  "topology": self.cfg.topology or self.spec.topology, "run_dir": str(self.dir),
-                  "n_agents": self.spec.n_agents, "graph_diameter": diameter(self.graph),
-                  "cost_names": list(self.spec.cost_names), "cost_limits": list(self.spec.cost_limits),
-                  "episode_length": self.spec.episode_length, "code_version": code_version(),
-                  "command": shlex.join(sys.argv), "python": sys.version.split()[0]}
+        config = run_record(self.cfg, self.spec, self.graph, self.dir)
+        config["comm_plan"] = comm_plan(self.cfg, self.spec, self.graph).describe()
         (self.dir / "config.json").write_text(json.dumps(config, indent=1))
         return self.dir
 
     def _commands(self) -> dict[str, list[str]]:
-        c = self.cfg
-        py = sys.executable
-        cmds = {"envserver": [py, "-m", "envserver.main", "--task", c.task, "--bind", self.env_endpoint,
-                              "--envs", str(c.envs), "--seed", str(c.seed), "--steps", str(c.steps),
-                              "--deadline", str(c.deadline_s), "--run-dir", str(self.dir / "envserver")]}
-        for i in range(self.spec.n_agents):
-            cmds[f"agent-{i}"] = [py, "-m", "agentd.main", "--id", str(i), "--env", self.env_endpoint,
-                                  "--topology", str(self.topology_file), "--kappa", str(c.kappa),
-                                  "--algo", c.algo, "--seed", str(c.seed), "--run-dir", str(self.dir),
-                                  "--checkpoint-every", str(c.checkpoint_every),
-                                  *[arg for kv in c.overrides for arg in ("--set", kv)]]
-        return cmds
+        args = process_args(self.cfg, self.spec.n_agents, self.env_endpoint, self.env_endpoint, self.topology_file,
+                            self.dir)
+        return {name: [sys.executable, "-m", "envserver.main" if name == "envserver" else "agentd.main", *a]
+                for name, a in args.items()}
 
     def start(self) -> None:
         for name, cmd in self._commands().items():
@@ -210,6 +289,18 @@ class Launch:
             time.sleep(0.2)
 
     def run(self) -> int:
+        """Run, report, and record the outcome in DIR/run_status.json (what `khop sweep` resumes by)."""
+        state, code = "failed", 1
+        try:
+            code = self._run()
+            state = {0: "finished", 130: "interrupted"}.get(code, "failed")
+            return code
+        finally:
+            if (self.dir / "config.json").exists():
+                (self.dir / "run_status.json").write_text(json.dumps(
+                    {"state": state, "exit_code": code, "time": time.time()}))
+
+    def _run(self) -> int:
         self.prepare()
         previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
 

@@ -164,9 +164,17 @@ def _last_num(rows: list[dict], key: str) -> float | None:
     return None
 
 
-def _comm_stats(metrics: dict[AgentId, list[dict]]) -> dict[str, Any]:
-    """Updates and cumulative traffic per agent; bytes/step = final bytes_sent / final env_step."""
-    updates, total, recv, msgs, per_step = {}, {}, {}, {}, {}
+PHASES = ("rollout", "update", "control")
+
+
+def _comm_stats(metrics: dict[AgentId, list[dict]], n_envs: int = 0) -> dict[str, Any]:
+    """Updates and cumulative traffic per agent. Bytes per env step = bytes sent / env steps over
+    which they were sent: the agent's ``exchanges`` counter × E (``n_envs``, from config.json) when
+    the metrics carry it (it resets with the byte counters when an agent restarts), else the row's
+    env_step."""
+    updates, total, recv, msgs, per_step, by_phase = {}, {}, {}, {}, {}, {}
+    lost = presence = timeouts = blocked = 0
+    presence_vals = []
     for aid, rows in metrics.items():
         updates[aid] = len(rows)
         sent = _last_num(rows, "bytes_sent")
@@ -176,13 +184,34 @@ def _comm_stats(metrics: dict[AgentId, list[dict]]) -> dict[str, Any]:
         m = _last_num(rows, "msgs_sent")
         msgs[aid] = int(m) if m is not None else None
         steps = _last_num([x for x in rows if _num(x.get("bytes_sent")) is not None], "env_step")
+        exchanges = _last_num(rows, "exchanges")
+        if exchanges and n_envs:
+            steps = exchanges * n_envs
         per_step[aid] = sent / steps if sent is not None and steps else None
+        by_phase[aid] = {}
+        for ph in PHASES:
+            v = _last_num(rows, f"bytes_sent_{ph}")
+            by_phase[aid][ph] = v / steps if v is not None and steps else None
+        lost += int(_last_num(rows, "msgs_lost") or 0)
+        timeouts += int(_last_num(rows, "round_timeouts") or 0)
+        blocked += int(_last_num(rows, "budget_blocked") or 0)
+        p = _last_num(rows, "presence_mean")
+        if p is not None:
+            presence_vals.append(p)
+    presence = float(np.mean(presence_vals)) if presence_vals else None
     return {
         "updates_per_agent": updates,
         "bytes_total": total,
         "bytes_received_total": recv,
         "msgs_sent_total": msgs,
         "bytes_per_step": per_step,
+        "bytes_per_step_by_phase": by_phase,
+        "bytes_per_agent_step": _mean(per_step.values()),
+        "bytes_per_agent_step_by_phase": {ph: _mean(v[ph] for v in by_phase.values()) for ph in PHASES},
+        "msgs_lost_total": lost,
+        "round_timeouts_total": timeouts,
+        "budget_blocked_total": blocked,
+        "presence_mean": presence,
     }
 
 
@@ -230,7 +259,8 @@ def summarize(run_dir: Path | str) -> dict[str, Any]:
     steps = [s for s in steps if s is not None]
     out: dict[str, Any] = {"run_dir": str(run_dir), "config": cfg}
     out.update(_episode_stats(episodes))
-    out.update(_comm_stats(metrics))
+    envs = _num(cfg.get("envs"))
+    out.update(_comm_stats(metrics, int(envs) if envs else 0))
     out.update(_event_stats(events))
     out["agents"] = list(metrics)
     out["missing_agents"] = [a for a in _expected_agents(cfg) if a not in metrics]
@@ -351,6 +381,33 @@ def _md_agents(s: dict) -> list[str]:
     return lines + [""]
 
 
+def _md_comm(s: dict) -> list[str]:
+    """Relay mode, budget plan, bytes per agent-step by phase, losses and presence."""
+    cfg = s["config"]
+    plan = cfg.get("comm_plan") if isinstance(cfg.get("comm_plan"), dict) else {}
+    budget = cfg.get("comm_budget")
+    lines = [f"- Relay: {_cell(cfg.get('relay', 'sync'))}, κ = {_cell(cfg.get('kappa', '?'))}, budget: "
+             + (f"{fmt_num(budget)} bytes per agent per env step" if _num(budget) is not None else "none")]
+    if plan:
+        lines.append(f"- Plan: {_cell(plan.get('dtype'))} rows, every {_cell(plan.get('period'))} step(s), "
+                     f"{_cell(plan.get('hops'))} of {_cell(plan.get('kappa'))} hops; planned at most "
+                     f"{fmt_num(plan.get('max_bytes_per_env_step'))} bytes per agent per env step")
+    links = {k: cfg.get(k) for k in ("link_delay_ms", "link_jitter_ms", "link_loss", "link_bandwidth_bps")
+             if _num(cfg.get(k))}
+    if links:
+        lines.append("- Emulated links: " + ", ".join(f"{k[5:]} {fmt_num(v)}" for k, v in links.items()))
+    lines += ["", "| phase | bytes sent per agent per env step |", "|---|---|"]
+    for ph, v in s["bytes_per_agent_step_by_phase"].items():
+        lines.append(f"| {ph} | {'n/a' if v is None else f'{v:,.1f}'} |")
+    total = s["bytes_per_agent_step"]
+    lines.append(f"| **all** | **{'n/a' if total is None else f'{total:,.1f}'}** |")
+    lines += ["", f"- Messages lost on emulated links: {s['msgs_lost_total']:,}; expected messages missing at "
+                  f"a round deadline: {s['round_timeouts_total']:,}; sends refused by the budget: "
+                  f"{s['budget_blocked_total']:,}",
+              f"- Mean presence of κ-ball origins in the critic input: {fmt_num(s['presence_mean'])}", ""]
+    return lines
+
+
 def _md_events(s: dict) -> list[str]:
     evs = s["agent_events"]
     if not evs and not s["errors"]:
@@ -385,7 +442,7 @@ def render_summary(s: dict) -> str:
         "## Episodes",
         "",
     ]
-    lines += _md_episodes(s) + ["## Agents", ""] + _md_agents(s)
+    lines += _md_episodes(s) + ["## Agents", ""] + _md_agents(s) + ["## Communication", ""] + _md_comm(s)
     lines += ["## Events", ""] + _md_events(s) + ["## Plots", ""]
     lines += [f"![{n[:-4]}]({n})" for n in PLOT_NAMES] + [""]
     return "\n".join(lines)

@@ -25,8 +25,14 @@ ACT        agent → env  agent:int, t:int; action: [E,act_dim] f32 (continuous)
 ERROR      env → agent  reason:str
 BYE        env → agent  reason:str (the run is over; agents checkpoint and exit)
 STATE      agent ↔ agent  from:int, t:int, round:int, origins:[int], hops:[int];
-                        one buffer per entry: the origin's obs rows [E, obs_dim] f32
+                        one buffer per entry: the origin's obs rows [E, obs_dim] f32, or f2
+                        when a communication budget quantises; a STATE with no origins is a
+                        control marker ("nothing for you this round", see agentd/relay.py)
 =========  ===========  ====================================================================
+
+:func:`wire_size` is the byte count every link counter and communication budget uses: each frame's
+payload plus its ZMTP 3 frame header (1 flags byte + 1 length byte, or 8 for frames over 255 bytes).
+TCP/IP headers are below what an application controls and are not counted.
 """
 from __future__ import annotations
 
@@ -100,6 +106,25 @@ def encode(msg_type: str, fields: dict[str, Any] | None = None,
     header = {"type": msg_type, **fields, "bufs": bufs}
     frames[0] = msgpack.packb(header, use_bin_type=True)
     return frames
+
+
+def frame_size(frame: Any) -> int:
+    """Payload bytes of one frame (bytes, memoryview of any item size, or a received zmq.Frame)."""
+    if isinstance(frame, memoryview):
+        return frame.nbytes
+    if isinstance(frame, (bytes, bytearray)):
+        return len(frame)
+    return len(_buffer_bytes(frame))
+
+
+def wire_size(frames: list[Any]) -> int:
+    """Bytes a message occupies on a ZMTP 3 stream: payloads plus 2 bytes of framing per frame
+    (9 for a frame longer than 255 bytes). Used for every traffic counter and budget check."""
+    total = 0
+    for f in frames:
+        n = frame_size(f)
+        total += n + (2 if n <= 255 else 9)
+    return total
 
 
 def _buffer_bytes(frame: Any) -> memoryview:

@@ -1,5 +1,8 @@
 """safe-halfcheetah-2x3 against real MuJoCo: spec, shapes, cost rule, obstacle law, reward,
-truncation/auto-reset and seeding (shared/research/safe-mamujoco.md §3.4)."""
+truncation/auto-reset and seeding (shared/research/safe-mamujoco.md §3.4).
+
+Model layout: the cheetah is Gymnasium's (qpos 0-8: rootx, rootz, rooty, bthigh, bshin, bfoot,
+fthigh, fshin, ffoot), the obstacle's slide joint comes last (qpos 9), its motor is actuator 6."""
 from __future__ import annotations
 
 import math
@@ -12,6 +15,7 @@ from envserver.tasks import make_task, task_spec
 from envserver.tasks.safe_halfcheetah import SafeHalfCheetah2x3, obstacle_control
 
 NAME = "safe-halfcheetah-2x3"
+ROOTX, OBST = 0, 9  # qpos indices
 
 
 def zeros(task: SafeHalfCheetah2x3) -> list[np.ndarray]:
@@ -37,12 +41,14 @@ def test_model_facts():
     assert (m.nq, m.nv, m.nu) == (10, 10, 7)
     assert m.opt.timestep == pytest.approx(0.01) and m.opt.integrator == mujoco.mjtIntegrator.mjINT_EULER
     assert task.dt == pytest.approx(0.05)
-    assert m.joint(0).name == "wall_joint" and m.joint(1).name == "rootx"
+    assert m.joint(0).name == "rootx" and m.joint(9).name == "wall_joint"
+    assert m.jnt_qposadr[9] == OBST and m.jnt_dofadr[9] == OBST
     assert m.actuator(6).name == "wall_joint_ac"
     assert list(m.actuator_gear[:, 0]) == [120, 90, 60, 120, 60, 30, 120]
     assert m.body("obj1").mass[0] == pytest.approx(1.58e-4, rel=0.01)
     assert m.body("torso").mass[0] == pytest.approx(6.25, rel=0.01)
-    assert m.body_mass.sum() == pytest.approx(14.0)
+    cheetah = [b for b in range(m.nbody) if m.body(b).name != "obj1"]
+    assert m.body_mass[cheetah].sum() == pytest.approx(14.0, rel=1e-12)  # settotalmass, folded
     d = mujoco.MjData(m)
     mujoco.mj_forward(m, d)
     assert d.geom("obj_geom").xpos[0] == pytest.approx(10.0)
@@ -79,10 +85,10 @@ def test_observation_layout_matches_state():
         gx = d.geom("obj_geom").xpos[0]
         lin = np.zeros(6)
         mujoco.mj_objectVelocity(task.model, d, mujoco.mjtObj.mjOBJ_BODY, task.model.body("obj1").id, lin, 0)
-        tail = [q[2], q[3], v[1], v[2], v[3], lin[3], obstacle_control(d.time),
-                np.clip((gx - q[1]) / 10, -5, 5)]
-        np.testing.assert_allclose(res.obs[0][e], [*q[4:7], *v[4:7], *tail], rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(res.obs[1][e], [*q[7:10], *v[7:10], *tail], rtol=1e-5, atol=1e-6)
+        tail = [q[1], q[2], v[0], v[1], v[2], lin[3], obstacle_control(d.time),
+                np.clip((gx - q[ROOTX]) / 10, -5, 5)]
+        np.testing.assert_allclose(res.obs[0][e], [*q[3:6], *v[3:6], *tail], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(res.obs[1][e], [*q[6:9], *v[6:9], *tail], rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("gap,expected", [(8.9, 1.0), (-8.9, 1.0), (9.1, 0.0), (-9.1, 0.0)])
@@ -93,11 +99,11 @@ def test_cost_fires_within_nine_metres(gap, expected):
     d.qvel[:] = 0.0
     mujoco.mj_forward(m, d)
     gx = d.geom("obj_geom").xpos[0]
-    d.qpos[1] = gx - gap  # rootx: the torso body's world x (its body pos x is 0)
+    d.qpos[ROOTX] = gx - gap  # rootx: the torso body's world x (its body pos x is 0)
     mujoco.mj_forward(m, d)
     assert d.geom("obj_geom").xpos[0] - d.body("torso").xpos[0] == pytest.approx(gap)
     task.sync()
-    assert task.current_cost()[1, 0] == expected
+    assert task.current_cost()[0][1, 0] == expected
     # also through a real step (motion in 0.05 s from rest is far below the 0.1 m margin)
     res = task.step(zeros(task))
     assert res.cost[0][1, 0] == expected and res.cost[1][1, 0] == expected
@@ -133,9 +139,9 @@ def test_reward_is_forward_velocity_minus_ctrl_cost():
     a0 = np.array([[0.5, -0.3, 1.0], [-1.0, 0.2, 0.0]], np.float32)
     a1 = np.array([[0.1, 0.7, -0.4], [0.9, -0.9, 0.3]], np.float32)
     for _ in range(3):
-        x0 = np.array([d.qpos[1] for d in task.datas])
+        x0 = np.array([d.qpos[ROOTX] for d in task.datas])
         res = task.step([a0, a1])
-        x1 = np.array([d.qpos[1] for d in task.datas])
+        x1 = np.array([d.qpos[ROOTX] for d in task.datas])
         a = np.concatenate([a0, a1], axis=1).astype(np.float64)
         expected = (x1 - x0) / 0.05 - 0.1 * (a ** 2).sum(axis=1)
         np.testing.assert_allclose(res.reward, expected, rtol=1e-5, atol=1e-5)
@@ -146,10 +152,10 @@ def test_reward_is_forward_velocity_minus_ctrl_cost():
 def test_actions_clipped_and_nonfinite_sanitised():
     task = make_task(NAME, 1, 0)
     task.reset()
-    x0 = task.datas[0].qpos[1]
+    x0 = task.datas[0].qpos[ROOTX]
     res = task.step([np.array([[5.0, np.nan, -np.inf]], np.float32), np.array([[np.inf, -3.0, 0.5]], np.float32)])
     np.testing.assert_array_equal(task.datas[0].ctrl[:6], [1.0, 0.0, -1.0, 1.0, -1.0, 0.5])
-    expected = (task.datas[0].qpos[1] - x0) / 0.05 - 0.1 * (1 + 0 + 1 + 1 + 1 + 0.25)
+    expected = (task.datas[0].qpos[ROOTX] - x0) / 0.05 - 0.1 * (1 + 0 + 1 + 1 + 1 + 0.25)
     assert res.reward[0] == pytest.approx(expected, rel=1e-5, abs=1e-5)
     assert np.isfinite(task.datas[0].qpos).all() and all(np.isfinite(o).all() for o in res.obs)
 
@@ -166,10 +172,10 @@ def test_truncation_at_1000_steps_then_auto_reset():
     assert truncs[-1] and not any(truncs[:-1])
     d = task.datas[0]
     assert d.time == 0.0
-    assert abs(d.qpos[1]) <= 0.1 and abs(d.qpos[0]) <= 0.1  # fresh episode: rootx and obstacle near 0
+    assert abs(d.qpos[ROOTX]) <= 0.1 and abs(d.qpos[OBST]) <= 0.1  # fresh episode: rootx, obstacle near 0
     o = res.obs[0][0]
     assert o[12] == pytest.approx(-0.004)  # u(0)
-    assert o[13] == pytest.approx((10 + d.qpos[0] - d.qpos[1]) / 10, abs=1e-5)  # slab 10 m ahead again
+    assert o[13] == pytest.approx((10 + d.qpos[OBST] - d.qpos[ROOTX]) / 10, abs=1e-5)  # slab 10 m ahead
     res = task.step(act)
     assert not res.truncated[0]
 

@@ -18,9 +18,9 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     "mpe": {
         "d_target": 0.01,  # dpo.md appendix B: 0.01 for MPE (simple spread, line and circle control)
     },
-    "safe-halfcheetah": {
-        "d_target": 0.001,  # dpo.md appendix B: 0.001 for multi-agent MuJoCo
-    },
+    # dpo.md appendix B: d_target 0.001 for multi-agent MuJoCo, every robot family
+    **{family: {"d_target": 0.001} for family in (
+        "safe-halfcheetah", "safe-coupled-halfcheetah", "safe-ant", "safe-manyagent-ant", "mamujoco")},
 }
 
 

@@ -13,9 +13,16 @@ from .base import AgentSpec, StepResult, TaskSpec, VecTask
 _ENTRIES: dict[str, str] = {
     # --- tabular games ---
     "coop-game": "coop_game:CoopGame",
+    "matrix-game-1": "matrix_games:MatrixGame1",  # dpo.md Table 3, one-step 2x2 games
+    "matrix-game-2": "matrix_games:MatrixGame2",
+    "matrix-game-3": "matrix_games:MatrixGame3",
+    "matrix-game-4": "matrix_games:MatrixGame4",
+    "networked-mdp": "networked_mdp:NetworkedMDPTask",  # scalable-general-utilities.md §2, spatial decay
     # --- end tabular games ---
     # --- MuJoCo tasks ---
-    "safe-halfcheetah-2x3": "safe_halfcheetah:SafeHalfCheetah2x3",
+    # safe-<robot>-<partition>[-local] and mamujoco-<robot>-<partition>, listed in mujoco_catalog
+    # (pure data, no MuJoCo import); each class is built on first use by mujoco_tasks
+    **importlib.import_module(f"{__name__}.mujoco_catalog").REGISTRY_ENTRIES,
     # --- end MuJoCo tasks ---
     # --- particle and PettingZoo tasks ---
     "mpe-line-control": "particles:LineControl",
@@ -43,6 +50,8 @@ def task_class(name: str) -> type[VecTask]:
     try:
         entry = _ENTRIES[name]
     except KeyError:
+        if name.startswith(("safe-", "mamujoco-")):  # name the bad robot or partition precisely
+            importlib.import_module(f"{__name__}.mujoco_catalog").task_key(name)
         raise ValueError(f"unknown task {name!r}; choose one of: {', '.join(task_names())} "
                          "(or pettingzoo:package.module:factory)") from None
     module_name, cls_name = entry.split(":")

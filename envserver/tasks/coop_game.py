@@ -15,6 +15,18 @@ coupled signal:
 Every agent observes the full state (one-hot, as in the paper) plus the fraction of the episode
 elapsed, which keeps the finite-horizon problem Markov. The tables depend only on ``game_seed``
 (default 0) so that runs with different ``seed`` face the same game, as the paper's five seeds do.
+
+Exact tools (for the theory and for checking learners), all by backward induction over the
+horizon on the game's own tables (:meth:`CoopGame.tables`):
+
+* :meth:`CoopGame.optimal_return` / :meth:`CoopGame.optimal_policy` — the global optimum over
+  joint actions and a product of per-agent deterministic policies that attains it;
+* :meth:`CoopGame.evaluate` — the exact expected episode return J(π) of any joint tabular policy
+  given as one table per agent (stationary ``[N, S, A]`` or time-dependent ``[N, H, S, A]``).
+
+The constructor's size arguments build shrunken instances (e.g. 3 agents, 2 actions, 5 states)
+on which these tools can be checked against brute force; the registered task uses the paper's
+sizes, and for those sizes the tables are exactly the ones drawn before the arguments existed.
 """
 from __future__ import annotations
 
@@ -25,77 +37,181 @@ from .base import AgentSpec, StepResult, TaskSpec, VecTask
 N_STATES, N_AGENTS, N_ACTIONS, HORIZON, P_MOVE = 100, 6, 5, 50, 0.8
 
 
-class CoopGame(VecTask):
-    spec = TaskSpec(
-        name="coop-game",
-        agents=tuple(AgentSpec(obs_dim=N_STATES + 1, act_kind="discrete", act_dim=1, n_actions=N_ACTIONS,
-                               obs_desc="one-hot state (100) + elapsed fraction of the episode (1)")
-                     for _ in range(N_AGENTS)),
-        episode_length=HORIZON,
-        topology="coop-game",
-        description="DPO paper's cooperative stochastic game: 100 states, 6 agents, 5 actions, shared reward",
+def _spec(n_states: int, n_agents: int, n_actions: int, horizon: int, name: str = "coop-game") -> TaskSpec:
+    return TaskSpec(
+        name=name,
+        agents=tuple(AgentSpec(obs_dim=n_states + 1, act_kind="discrete", act_dim=1, n_actions=n_actions,
+                               obs_desc=f"one-hot state ({n_states}) + elapsed fraction of the episode (1)")
+                     for _ in range(n_agents)),
+        episode_length=horizon,
+        topology="coop-game" if (n_states, n_agents, n_actions, horizon) == (N_STATES, N_AGENTS, N_ACTIONS, HORIZON)
+        else "ring",
+        description=f"DPO paper's cooperative stochastic game: {n_states} states, {n_agents} agents, "
+                    f"{n_actions} actions, shared reward",
     )
 
-    def __init__(self, n_envs: int, seed: int, game_seed: int = 0) -> None:
+
+class CoopGame(VecTask):
+    spec = _spec(N_STATES, N_AGENTS, N_ACTIONS, HORIZON)
+
+    def __init__(self, n_envs: int, seed: int, game_seed: int = 0, *, n_states: int = N_STATES,
+                 n_agents: int = N_AGENTS, n_actions: int = N_ACTIONS, horizon: int = HORIZON,
+                 p_move: float = P_MOVE) -> None:
         super().__init__(n_envs, seed)
+        if min(n_states, n_agents, n_actions, horizon) < 1 or not 0.0 <= p_move <= 1.0:
+            raise ValueError("coop-game sizes must be >= 1 and p_move in [0, 1]")
+        self.S, self.N, self.A, self.H, self.p_move = n_states, n_agents, n_actions, horizon, float(p_move)
+        if (n_states, n_agents, n_actions, horizon) != (N_STATES, N_AGENTS, N_ACTIONS, HORIZON):
+            self.spec = _spec(n_states, n_agents, n_actions, horizon, name="coop-game-custom")
         tables = np.random.default_rng([game_seed, 0xC00B])
-        self.r1 = tables.random((N_AGENTS, N_STATES, N_ACTIONS)).astype(np.float32)
-        self.r2 = tables.random((N_AGENTS, N_STATES, N_ACTIONS, N_ACTIONS)).astype(np.float32)
-        self.shift = tables.integers(0, N_STATES, (N_AGENTS, N_STATES, N_ACTIONS))
+        self.r1 = tables.random((n_agents, n_states, n_actions)).astype(np.float32)
+        self.r2 = tables.random((n_agents, n_states, n_actions, n_actions)).astype(np.float32)
+        self.shift = tables.integers(0, n_states, (n_agents, n_states, n_actions))
         self.rng = np.random.default_rng(seed)
         self.state = np.zeros(n_envs, dtype=np.int64)
         self.t = np.zeros(n_envs, dtype=np.int64)
         self._rows = np.arange(n_envs)
+        self._tables: dict | None = None
+        self._optimal: tuple[np.ndarray, np.ndarray] | None = None
 
     # --- the game's tables, for exact evaluation -------------------------------------------
     def reward(self, s: np.ndarray, joint: np.ndarray) -> np.ndarray:
         """r(s, a) for states s [B] and joint actions [B, N]."""
-        agents = np.arange(N_AGENTS)
+        agents = np.arange(self.N)
         nxt = np.roll(joint, -1, axis=1)
         own = self.r1[agents, s[:, None], joint].mean(axis=1)
         pair = self.r2[agents, s[:, None], joint, nxt].mean(axis=1)
         return (0.5 * own + 0.5 * pair).astype(np.float32)
 
     def successor(self, s: np.ndarray, joint: np.ndarray) -> np.ndarray:
-        """The state a joint action steers to (taken with probability P_MOVE)."""
-        agents = np.arange(N_AGENTS)
-        return (s + self.shift[agents, s[:, None], joint].sum(axis=1)) % N_STATES
+        """The state a joint action steers to (taken with probability p_move)."""
+        agents = np.arange(self.N)
+        return (s + self.shift[agents, s[:, None], joint].sum(axis=1)) % self.S
+
+    def joint_actions(self) -> np.ndarray:
+        """All A^N joint actions [A^N, N], agent 0 the most significant digit (C order)."""
+        idx = np.arange(self.A ** self.N)
+        return np.stack(np.unravel_index(idx, (self.A,) * self.N), axis=1)
+
+    def tables(self) -> dict:
+        """The game as arrays over states × joint actions, the input of every exact computation.
+
+        ``reward`` [S, A^N] is r(s, a) exactly as :meth:`step` pays it (float32 values, held in
+        float64); ``successor`` [S, A^N] is the steered state; ``p_move`` the probability of
+        taking it (otherwise the next state is uniform); ``joint`` [A^N, N] decodes the columns;
+        ``horizon`` the episode length; the start state is uniform.
+        The transition kernel is P(s'|s, a) = p_move·[s' = successor(s, a)] + (1 − p_move)/S.
+        """
+        if self._tables is None:
+            joint = self.joint_actions()
+            states = np.arange(self.S)
+            rewards = np.stack([self.reward(np.full(len(joint), s), joint) for s in states]).astype(np.float64)
+            succ = np.stack([self.successor(np.full(len(joint), s), joint) for s in states])
+            self._tables = {"reward": rewards, "successor": succ, "p_move": self.p_move, "joint": joint,
+                            "horizon": self.H, "n_states": self.S, "n_agents": self.N, "n_actions": self.A}
+        return self._tables
+
+    def transition_matrix(self) -> np.ndarray:
+        """The dense kernel P [S, A^N, S] (small instances only: S²·A^N floats)."""
+        tb = self.tables()
+        P = np.full((self.S, len(tb["joint"]), self.S), (1.0 - self.p_move) / self.S)
+        s_idx, j_idx = np.meshgrid(np.arange(self.S), np.arange(len(tb["joint"])), indexing="ij")
+        np.add.at(P, (s_idx, j_idx, tb["successor"]), self.p_move)
+        return P
+
+    def _backup(self, value: np.ndarray) -> np.ndarray:
+        """Q_t[s, a] = r(s, a) + E[V_{t+1}(s')] for the next-step values ``value`` [S]."""
+        tb = self.tables()
+        return tb["reward"] + self.p_move * value[tb["successor"]] + (1.0 - self.p_move) * value.mean()
+
+    def optimal_values(self) -> tuple[np.ndarray, np.ndarray]:
+        """Backward induction over joint actions: V*[t, s] for t = 0..H (V*[H] = 0) and the greedy
+        joint-action column [H, S] (ties broken towards the lowest index)."""
+        if self._optimal is None:
+            value = np.zeros((self.H + 1, self.S))
+            greedy = np.zeros((self.H, self.S), dtype=np.int64)
+            for t in range(self.H - 1, -1, -1):
+                q = self._backup(value[t + 1])
+                greedy[t] = q.argmax(axis=1)
+                value[t] = q[np.arange(self.S), greedy[t]]
+            self._optimal = (value, greedy)
+        return self._optimal[0].copy(), self._optimal[1].copy()
 
     def optimal_return(self) -> float:
         """Expected episode return of the global optimum, by backward induction over the horizon."""
-        joint = np.stack(np.unravel_index(np.arange(N_ACTIONS ** N_AGENTS), (N_ACTIONS,) * N_AGENTS), axis=1)
-        value = np.zeros(N_STATES)
-        rewards = np.stack([self.reward(np.full(len(joint), s), joint) for s in range(N_STATES)])
-        succ = np.stack([self.successor(np.full(len(joint), s), joint) for s in range(N_STATES)])
-        for _ in range(HORIZON):
-            q = rewards + P_MOVE * value[succ] + (1 - P_MOVE) * value.mean()
-            value = q.max(axis=1)
-        return float(value.mean())
+        return float(self.optimal_values()[0][0].mean())
+
+    def optimal_policy(self) -> np.ndarray:
+        """Per-agent deterministic time-dependent policies [N, H, S, A] (one-hot) whose product plays
+        the optimal joint action: agent i plays digit i of the greedy joint action (every agent sees
+        s and t, so a deterministic joint policy factorises)."""
+        _, greedy = self.optimal_values()
+        digits = self.tables()["joint"][greedy]  # [H, S, N]
+        pol = np.zeros((self.N, self.H, self.S, self.A))
+        for i in range(self.N):
+            np.put_along_axis(pol[i], digits[..., i:i + 1], 1.0, axis=-1)
+        return pol
+
+    def _as_policy(self, policy: np.ndarray) -> np.ndarray:
+        pol = np.asarray(policy, dtype=np.float64)
+        if pol.shape == (self.N, self.S, self.A):
+            pol = np.broadcast_to(pol[:, None], (self.N, self.H, self.S, self.A))
+        if pol.shape != (self.N, self.H, self.S, self.A):
+            raise ValueError(f"policy must be [N, S, A] = {(self.N, self.S, self.A)} or [N, H, S, A] = "
+                             f"{(self.N, self.H, self.S, self.A)}, got {pol.shape}")
+        if (pol < -1e-12).any() or not np.allclose(pol.sum(axis=-1), 1.0, atol=1e-6):
+            raise ValueError("each policy row must be a probability distribution over actions")
+        return pol
+
+    def joint_policy(self, policy: np.ndarray, t: int) -> np.ndarray:
+        """π_t(a | s) = Π_i π^i_t(a_i | s) as [S, A^N] for per-agent tables (see :meth:`evaluate`)."""
+        pol = self._as_policy(policy)
+        probs = pol[0, t]
+        for i in range(1, self.N):  # outer products in C order: agent 0 is the most significant digit
+            probs = (probs[:, :, None] * pol[i, t][:, None, :]).reshape(self.S, -1)
+        return probs
+
+    def policy_values(self, policy: np.ndarray) -> np.ndarray:
+        """V^π[t, s] for t = 0..H of the product policy, by backward induction (V[H] = 0)."""
+        stationary = np.ndim(policy) == 3
+        pol = self._as_policy(policy)
+        value = np.zeros((self.H + 1, self.S))
+        probs = self.joint_policy(pol, 0) if stationary else None
+        for t in range(self.H - 1, -1, -1):
+            pi_t = probs if stationary else self.joint_policy(pol, t)
+            value[t] = (pi_t * self._backup(value[t + 1])).sum(axis=1)
+        return value
+
+    def evaluate(self, policy: np.ndarray) -> float:
+        """Exact J(π): the expected (undiscounted) episode return from a uniform start state of the
+        joint policy π = Π_i π^i, each π^i a table [S, A] (stationary) or [H, S, A] (indexed by the
+        elapsed step t, which every agent observes)."""
+        return float(self.policy_values(policy)[0].mean())
 
     # --- VecTask ---------------------------------------------------------------------------
     def _obs(self) -> list[np.ndarray]:
-        obs = np.zeros((self.n_envs, N_STATES + 1), dtype=np.float32)
+        obs = np.zeros((self.n_envs, self.S + 1), dtype=np.float32)
         obs[self._rows, self.state] = 1.0
-        obs[:, N_STATES] = self.t / HORIZON
-        return [obs] * N_AGENTS  # every agent sees the same state; the array is read-only to callers
+        obs[:, self.S] = self.t / self.H
+        return [obs] * self.N  # every agent sees the same state; the array is read-only to callers
 
     def reset(self) -> list[np.ndarray]:
-        self.state = self.rng.integers(0, N_STATES, self.n_envs)
+        self.state = self.rng.integers(0, self.S, self.n_envs)
         self.t[:] = 0
         return self._obs()
 
     def step(self, actions: list[np.ndarray]) -> StepResult:
         joint = np.clip(np.stack([np.asarray(a, dtype=np.int64).reshape(self.n_envs) for a in actions], axis=1),
-                        0, N_ACTIONS - 1)
+                        0, self.A - 1)
         reward = self.reward(self.state, joint)
         moved = self.successor(self.state, joint)
-        jump = self.rng.random(self.n_envs) >= P_MOVE
-        self.state = np.where(jump, self.rng.integers(0, N_STATES, self.n_envs), moved)
+        jump = self.rng.random(self.n_envs) >= self.p_move
+        self.state = np.where(jump, self.rng.integers(0, self.S, self.n_envs), moved)
         self.t += 1
-        truncated = self.t >= HORIZON
+        truncated = self.t >= self.H
         if truncated.any():
-            self.state[truncated] = self.rng.integers(0, N_STATES, int(truncated.sum()))
+            self.state[truncated] = self.rng.integers(0, self.S, int(truncated.sum()))
             self.t[truncated] = 0
         cost = np.zeros((self.n_envs, 0), dtype=np.float32)
-        return StepResult(obs=self._obs(), reward=reward, cost=[cost] * N_AGENTS,
+        return StepResult(obs=self._obs(), reward=reward, cost=[cost] * self.N,
                           terminated=np.zeros(self.n_envs, dtype=bool), truncated=truncated)

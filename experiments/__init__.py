@@ -1,0 +1,1 @@
+"""Reproductions of the papers' tabular results (see experiments/README.md for the commands)."""

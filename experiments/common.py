@@ -1,0 +1,210 @@
+"""Shared plumbing for the reproduction scripts: run `khop run --inprocess` for a grid of
+(algorithm, seed, override) cells, read the run directories back, bin learning curves across
+seeds, and write figures / Markdown / CSV tables into experiments/results/.
+
+Runs are cached: a cell whose run directory already holds a finished run (a report) is read back,
+not rerun, so a figure that combines earlier cells (Fig. 8 reuses Fig. 1a's runs) costs only the
+new ones. Pass ``--fresh`` to a script to rerun everything.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "experiments" / "results"
+RUNS = ROOT / "runs" / "experiments"  # runs/ is git-ignored
+
+# two-sided 95% Student-t quantiles by degrees of freedom (scipy is not a dependency)
+_T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
+
+
+def ci95(values: np.ndarray, axis: int = 0) -> np.ndarray:
+    """Half-width of the 95% confidence interval of the mean (Student t), 0 for one value."""
+    values = np.asarray(values, dtype=np.float64)
+    n = values.shape[axis]
+    if n < 2:
+        return np.zeros(np.delete(values.shape, axis))
+    return _T95.get(n - 1, 1.96) * values.std(axis=axis, ddof=1) / math.sqrt(n)
+
+
+def available_algos(requested: list[str]) -> tuple[list[str], list[str]]:
+    """Split ``requested`` into (registered, missing) learners (`khop algos`)."""
+    from agentd.learner import algo_names
+
+    names = set(algo_names())
+    return [a for a in requested if a in names], [a for a in requested if a not in names]
+
+
+@dataclass
+class Cell:
+    """One `khop run --inprocess`: task, algo, seed, step budget and learner overrides."""
+
+    task: str
+    algo: str
+    seed: int
+    steps: int
+    envs: int = 16
+    overrides: list[str] = field(default_factory=list)
+    label: str = ""  # what the cell stands for in a figure (default: algo)
+
+    @property
+    def name(self) -> str:
+        tag = "".join(f"-{o.replace('=', '')}" for o in self.overrides)
+        return f"{self.task}-{self.algo}{tag}-n{self.steps}-e{self.envs}-s{self.seed}"
+
+    def run_dir(self, group: str) -> Path:
+        return RUNS / group / self.name
+
+    def command(self, group: str) -> list[str]:
+        # = `khop run --inprocess --no-progress ...`, through the library API (experiments/run_cell.py)
+        cmd = [sys.executable, "-m", "experiments.run_cell", "--task", self.task,
+               "--algo", self.algo, "--seed", str(self.seed), "--steps", str(self.steps), "--envs", str(self.envs),
+               "--run-dir", str(self.run_dir(group))]
+        for o in self.overrides:
+            cmd += ["--set", o]
+        return cmd
+
+
+def finished(run_dir: Path) -> bool:
+    return (run_dir / "report" / "summary.md").exists() and (run_dir / "envserver" / "episodes.jsonl").exists()
+
+
+def run_cells(cells: list[Cell], group: str, workers: int = 2, fresh: bool = False) -> dict[str, float]:
+    """Run every unfinished cell (``workers`` at a time); return wall seconds per cell run now."""
+    todo = []
+    for c in cells:
+        d = c.run_dir(group)
+        if fresh and d.exists():
+            shutil.rmtree(d)
+        if finished(d):
+            continue
+        if d.exists():  # a killed earlier attempt: start over
+            shutil.rmtree(d)
+        todo.append(c)
+    times: dict[str, float] = {}
+
+    def one(c: Cell) -> None:
+        t0 = time.monotonic()
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+        res = subprocess.run(c.command(group), cwd=ROOT, capture_output=True, text=True, env=env, check=False)
+        times[c.name] = time.monotonic() - t0
+        status = "ok" if res.returncode == 0 else f"FAILED rc={res.returncode}"
+        print(f"  {c.name}: {status} in {times[c.name]:.0f}s", flush=True)
+        if res.returncode != 0:
+            raise RuntimeError(f"{c.name} failed:\n{res.stdout[-2000:]}\n{res.stderr[-2000:]}")
+
+    print(f"{len(cells) - len(todo)} cached, {len(todo)} to run ({workers} at a time)", flush=True)
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        list(pool.map(one, todo))
+    return times
+
+
+def episode_curve(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(env_step, episode_return) of every finished episode, in order."""
+    from compose.report import load_episodes
+
+    rows = load_episodes(run_dir)
+    return (np.array([r["env_step"] for r in rows], dtype=np.float64),
+            np.array([r["episode_return"] for r in rows], dtype=np.float64))
+
+
+def binned(steps: np.ndarray, values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Mean of ``values`` in each [edges[k], edges[k+1]) bin (NaN where empty)."""
+    out = np.full(len(edges) - 1, np.nan)
+    idx = np.digitize(steps, edges) - 1
+    for k in range(len(out)):
+        sel = idx == k
+        if sel.any():
+            out[k] = values[sel].mean()
+    return out
+
+
+def final_return(run_dir: Path, frac: float = 0.1) -> float:
+    """Mean episode return over the last ``frac`` of the env-step budget."""
+    steps, ret = episode_curve(run_dir)
+    cfg = json.loads((run_dir / "config.json").read_text())
+    sel = steps > (1.0 - frac) * cfg["steps"]
+    return float(ret[sel].mean()) if sel.any() else float("nan")
+
+
+def write_table(path_stem: Path, header: list[str], rows: list[list], preamble: str = "") -> None:
+    """Write ``path_stem``.md (with ``preamble`` above the table) and ``path_stem``.csv."""
+    path_stem.parent.mkdir(parents=True, exist_ok=True)
+    with open(path_stem.with_suffix(".csv"), "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        w.writerows(rows)
+
+    def cell(x) -> str:
+        if isinstance(x, float):
+            return "n/a" if not math.isfinite(x) else f"{x:.4g}"
+        return str(x)
+
+    lines = [preamble.rstrip() + "\n"] if preamble else []
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "---|" * len(header))
+    lines += ["| " + " | ".join(cell(x) for x in r) + " |" for r in rows]
+    path_stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
+
+
+def figure(rows: int = 1, cols: int = 1, size: tuple[float, float] = (6.0, 4.0)):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(rows, cols, figsize=(size[0] * cols, size[1] * rows), squeeze=False)
+    return fig, axes
+
+
+# ----------------------------------------------------------------------------- learned policies
+
+
+def learned_policy_table(run_dir: Path, agent: int, obs: np.ndarray) -> np.ndarray:
+    """π^i(·|o) for each row of ``obs`` [B, obs_dim], from agent ``agent``'s newest checkpoint.
+
+    Policy-gradient learners: the actor's softmax. IQL: its ε-greedy behaviour policy at the final
+    ε (greedy in Q, ε spread uniformly). Uses the learner's own classes read-only.
+    """
+    import torch
+
+    from agentd.learner import LearnerConfig, make_learner
+    from agentd.learner.base import Learner
+    from envserver.tasks import task_spec
+
+    cfg = json.loads((run_dir / "config.json").read_text())
+    lc = json.loads((run_dir / f"agent-{agent}" / "learner_config.json").read_text())
+    fields = set(LearnerConfig.__dataclass_fields__)
+    spec = task_spec(cfg["task"])
+    learner = make_learner(lc["algo"], spec.agents[agent], int(lc["critic_dim"]), spec.n_agents, int(cfg["envs"]),
+                           seed=0, overrides={k: v for k, v in lc.items() if k in fields})
+    ckpt = Learner.latest_checkpoint(run_dir / f"agent-{agent}" / "checkpoints")
+    if ckpt is None:
+        raise FileNotFoundError(f"no checkpoint for agent {agent} in {run_dir}")
+    learner.load_checkpoint(ckpt)
+    x = obs.astype(np.float32)
+    if learner.cfg.normalize_obs:
+        x = learner.obs_norm.normalize(x).astype(np.float32)
+    with torch.no_grad():
+        if hasattr(learner, "actor"):
+            return torch.exp(learner.actor(torch.from_numpy(x))).double().numpy()
+        if hasattr(learner, "q") and getattr(learner.cfg, "iql_input", "obs") == "obs":
+            q = learner.q(torch.from_numpy(x)).numpy()
+            k = q.shape[1]
+            eps = float(learner.epsilon())
+            out = np.full(q.shape, eps / k)
+            out[np.arange(len(q)), q.argmax(axis=1)] += 1.0 - eps
+            return out
+    raise TypeError(f"cannot read a policy table from a {lc['algo']} learner")
