@@ -187,9 +187,9 @@ def test_seeding_is_reproducible():
 
 
 @pytest.mark.parametrize("name,message", [
-    ("safe-ant-3x3", "unknown task 'safe-ant-3x3'"),
-    ("safe-manyagent-ant-2x", "unknown task 'safe-manyagent-ant-2x'"),
-    ("mamujoco-ant", "unknown task 'mamujoco-ant'"),
+    ("safe-ant-3x3", "partition '3x3' is not defined for safe-ant"),
+    ("safe-manyagent-ant-2x", "malformed partition '2x'"),
+    ("mamujoco-ant", "mamujoco-ant"),
 ])
 def test_registry_rejects_bad_names_in_one_line(name, message):
     with pytest.raises(ValueError, match=message) as err:
