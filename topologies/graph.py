@@ -22,20 +22,6 @@ from typing import Any, Mapping
 
 import networkx as nx
 
-__all__ = [
-    "GENERATOR_KINDS",
-    "TopologyError",
-    "diameter",
-    "generate",
-    "khop_ball",
-    "khop_neighbourhoods",
-    "load_topology",
-    "neighbours",
-    "resolve_topology",
-    "save_topology",
-    "shipped_topologies",
-]
-
 #: Generator names accepted by :func:`generate` and :func:`resolve_topology`.
 GENERATOR_KINDS: tuple[str, ...] = ("line", "ring", "star", "complete", "grid")
 
