@@ -83,6 +83,9 @@ class Learner:
     defaults: ClassVar[dict[str, Any]] = {}  # per-algorithm LearnerConfig values, each cited
     uses_costs: ClassVar[bool] = False  # builds cost critics and reads cost_limits
     supports_sequential: ClassVar[bool] = False  # may run with update_order="sequential"
+    # a centralised reference (MAPPO-L, HAPPO, MACPO): its critics should see everyone, so `khop run`
+    # defaults κ to the graph's diameter for it
+    centralised: ClassVar[bool] = False
     act_kinds: ClassVar[tuple[str, ...]] = ("discrete", "continuous")
 
     def __init__(self, agent: AgentSpec, critic_dim: int, n_agents: int, n_envs: int, seed: int,
