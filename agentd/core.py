@@ -21,7 +21,6 @@ from envserver.tasks.base import AgentSpec
 
 from .learner import Learner, make_learner
 from .learner.defaults import defaults_for
-from .token_walk import TokenWalker
 
 
 class AgentCore:
@@ -29,9 +28,9 @@ class AgentCore:
                  task: str, seed: int, overrides: dict[str, Any], agent_dir: Path, checkpoint_every: int,
                  incarnation: int, comm_counters: Callable[[], dict[str, Any]] = dict,
                  describe: dict[str, Any] | None = None, cost_limits: Sequence[float] = (),
-                 episode_length: int | None = None, token_walk: TokenWalker | None = None) -> None:
+                 episode_length: int | None = None,
+                 protocol_for: Callable[[Learner], Any] = lambda _learner: None) -> None:
         self.agent, self.E, self.incarnation = agent, n_envs, incarnation
-        self.token_walk = token_walk  # sequential learners take their turn in it (agentd/token_walk.py)
         self.dir = agent_dir
         self.ckpt_dir = agent_dir / "checkpoints"
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
@@ -41,6 +40,8 @@ class AgentCore:
         self.learner: Learner = make_learner(algo, spec, critic_dim, n_agents, n_envs, seed=seed * 1000 + agent,
                                              overrides={**defaults_for(task), **overrides},
                                              cost_limits=tuple(cost_limits), episode_length=episode_length)
+        # the exchange with the neighbours this learner's update needs, if any (agentd/update_phase.py)
+        self.protocol = protocol_for(self.learner)
         latest = Learner.latest_checkpoint(self.ckpt_dir)
         self.resumed_from = latest
         if latest is not None:
@@ -73,10 +74,11 @@ class AgentCore:
         return self.learner.act(obs, critic_in)
 
     def update(self, t: int, critic_in: np.ndarray) -> None:
-        """Learn on the full rollout; a sequential learner waits for its turn in the token walk."""
+        """Learn on the full rollout, through the update exchange when the learner has one (a
+        sequential learner waits for its turn in the token walk, shadow-PG for its ball's Q-values)."""
         started = time.monotonic()
-        if self.learner.sequential and self.token_walk is not None:
-            stats = self.token_walk.run(int(self.learner.n_updates), self.learner, critic_in)
+        if self.protocol is not None:
+            stats = self.protocol.run(int(self.learner.n_updates), self.learner, critic_in)
         else:
             stats = self.learner.update(critic_in)
         self.record_update(t, stats, time.monotonic() - started)

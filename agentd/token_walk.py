@@ -18,20 +18,21 @@ the agent goes on with what it has — ones at a first visit, its own last token
 it, counts ``token_timeouts`` and forwards, so the rest of the walk proceeds. A token that shows up
 after its position has given up is discarded.
 
-:class:`TokenWalker` holds one agent's part and talks through a mailbox: :class:`LinkMailbox`
-(sockets, the distributed agent; relay STATE messages read while waiting are handed back to the
-relay so none is lost) or :class:`MemoryPost` (every agent in one process, ``--inprocess``; same
-frames, same wire-byte counters, same seeded link loss), so both modes compute the same tokens.
+:class:`TokenWalker` holds one agent's part and talks through a mailbox of
+agentd/update_phase.py (sockets for the distributed agent, memory for ``--inprocess``, with the
+same frames, counters and seeded loss), so both modes compute the same tokens.
 """
 from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from envserver import protocol as P
+
+from .update_phase import Mailbox
 
 log = logging.getLogger("agentd.token")
 
@@ -79,18 +80,9 @@ def first_visits(walk: Sequence[int]) -> list[int]:
     return list(seen)
 
 
-class Mailbox(Protocol):
-    def send(self, peer: int, frames: list) -> None: ...
-
-    def wait(self, peer: int, match: Callable[[P.Message], bool], deadline: float) -> P.Message | None: ...
-
-    def discard(self, stale: Callable[[P.Message], bool]) -> None: ...
-
-
 class TokenWalker:
     """One agent's part of each update's walk: :meth:`run` (distributed: all of this agent's
-    positions in order) or :meth:`begin` / :meth:`visit` / :meth:`finish` (a driver that runs
-    every agent's positions in walk order, :func:`run_walk_inprocess`)."""
+    positions in order) or :meth:`drive` (in process: every agent's positions in walk order)."""
 
     def __init__(self, me: int, graph: Any, seed: int, mailbox: Mailbox, slot_s: float = 30.0,
                  is_silent: Callable[[int], bool] = lambda _peer: False,
@@ -149,82 +141,15 @@ class TokenWalker:
             self.visit(p)
         return self.finish()
 
-
-def run_walk_inprocess(walkers: Sequence[TokenWalker], learners: Sequence[Any],
-                       critic_ins: Sequence[np.ndarray], update: int) -> list[dict[str, Any]]:
-    """Every agent's part of one walk in one process, position by position in walk order (in
-    memory each message is delivered when sent, so no visit ever waits)."""
-    for w, learner, c in zip(walkers, learners, critic_ins):
-        w.begin(update, learner, c)
-    for p, agent in enumerate(walkers[0].walk):
-        walkers[agent].visit(p)
-    return [w.finish() for w in walkers]
-
-
-class LinkMailbox:
-    """Update-phase messages over an agent's :class:`~agentd.links.NeighbourLinks`. Relay STATE
-    messages that arrive meanwhile go back to the relay (:meth:`~agentd.relay.KHopRelay.stash`);
-    update messages that are not (yet) wanted are kept until asked for."""
-
-    def __init__(self, links: Any, relay: Any) -> None:
-        self.links, self.relay = links, relay
-
-    def send(self, peer: int, frames: list) -> None:
-        self.links.send(peer, frames, "update")
-
-    def wait(self, peer: int, match: Callable[[P.Message], bool], deadline: float) -> P.Message | None:
-        pending = self.relay.update_msgs
-        while True:
-            for k, (src, msg) in enumerate(pending):
-                if src == peer and match(msg):
-                    del pending[k]
-                    return msg
-            now = self.links.clock()
-            if now >= deadline:
-                return None
-            item = self.links.recv(min(deadline - now, 0.2) * 1000)
-            if item is not None:
-                self.relay.stash(*item)
-
-    def discard(self, stale: Callable[[P.Message], bool]) -> None:
-        self.relay.update_msgs[:] = [(src, m) for src, m in self.relay.update_msgs if not stale(m)]
+    @staticmethod
+    def drive(walkers: Sequence["TokenWalker"], learners: Sequence[Any], critic_ins: Sequence[np.ndarray],
+              update: int) -> list[dict[str, Any]]:
+        """Every agent's part of one walk in one process, position by position in walk order (in
+        memory each message is delivered when sent, so no visit ever waits)."""
+        for w, learner, c in zip(walkers, learners, critic_ins):
+            w.begin(update, learner, c)
+        for p, agent in enumerate(walkers[0].walk):
+            walkers[agent].visit(p)
+        return [w.finish() for w in walkers]
 
 
-class MemoryPost:
-    """Update-phase messages between agents in one process, counted in the in-process network's
-    counters (phase "update") and passed through its seeded link emulators, as the sockets would."""
-
-    def __init__(self, net: Any) -> None:
-        self.net = net
-        self.inbox: dict[int, list[tuple[int, P.Message]]] = {i: [] for i in range(len(net.nodes))}
-
-    def mailbox(self, me: int) -> "_MemoryMailbox":
-        return _MemoryMailbox(self, me)
-
-
-class _MemoryMailbox:
-    def __init__(self, post: MemoryPost, me: int) -> None:
-        self.post, self.me = post, me
-
-    def send(self, peer: int, frames: list) -> None:
-        net, n = self.post.net, P.wire_size(frames)
-        net.counters[self.me].count_sent(peer, "update", n)
-        emu = net.emulators.get((self.me, peer))
-        if emu is not None and emu.admit(n, 0.0) is None:
-            net.counters[peer].msgs_lost[self.me] += 1
-            net.counters[peer].bytes_lost[self.me] += n
-            return
-        net.counters[peer].count_received(self.me, "update", n)
-        self.post.inbox[peer].append((self.me, P.decode([bytes(f) for f in frames])))
-
-    def wait(self, peer: int, match: Callable[[P.Message], bool], deadline: float) -> P.Message | None:
-        box = self.post.inbox[self.me]
-        for k, (src, msg) in enumerate(box):
-            if src == peer and match(msg):
-                del box[k]
-                return msg
-        return None
-
-    def discard(self, stale: Callable[[P.Message], bool]) -> None:
-        box = self.post.inbox[self.me]
-        box[:] = [(src, m) for src, m in box if not stale(m)]

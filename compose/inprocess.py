@@ -21,7 +21,7 @@ import numpy as np
 from agentd.core import AgentCore, pin_threads
 from agentd.links import link_specs
 from agentd.relay import MemoryNetwork, RelayPlan, actor_input
-from agentd.token_walk import MemoryPost, TokenWalker, run_walk_inprocess
+from agentd.update_phase import MemoryPost, update_protocol
 from envserver.episodes import EpisodeLog
 from envserver.tasks import make_task
 from topologies import neighbours
@@ -55,7 +55,8 @@ def run_inprocess(cfg, spec, graph, run_dir: Path, should_stop=lambda: False) ->
                                  "khop_ball": {str(k): v for k, v in net.nodes[i].ball.items()}, "inprocess": True,
                                  "comm_plan": plan.describe(i), "actor_mask": cfg.actor_mask},
                        cost_limits=spec.cost_limits, episode_length=spec.episode_length,
-                       token_walk=TokenWalker(i, graph, cfg.seed, post.mailbox(i)))
+                       protocol_for=lambda learner, i=i: update_protocol(i, graph, plan, cfg.seed, post.mailbox(i),
+                                                                         learner))
              for i in range(n)]
     env_dir = run_dir / "envserver"
     env_dir.mkdir(parents=True, exist_ok=True)
@@ -95,12 +96,14 @@ def run_inprocess(cfg, spec, graph, run_dir: Path, should_stop=lambda: False) ->
 
 
 def update_all(cores: list[AgentCore], due: list[bool], t: int, critic_ins: list[np.ndarray]) -> None:
-    """This lockstep's updates: sequential learners in the token walk's order (every agent's
-    positions, driven in walk order), the others each on its own, as their agentd would."""
-    if all(due) and all(c.learner.sequential for c in cores):
+    """This lockstep's updates: learners with an update exchange (token walk, Q-values) all
+    together, their messages delivered in memory in the order the sockets would carry them; the
+    others each on its own, as their agentd would."""
+    protocols = [c.protocol for c in cores]
+    if all(due) and all(p is not None for p in protocols):
         started = time.monotonic()
-        stats = run_walk_inprocess([c.token_walk for c in cores], [c.learner for c in cores], critic_ins,
-                                   int(cores[0].learner.n_updates))
+        stats = type(protocols[0]).drive(protocols, [c.learner for c in cores], critic_ins,
+                                         int(cores[0].learner.n_updates))
         for core, s in zip(cores, stats):
             core.record_update(t, s, time.monotonic() - started)
         return
