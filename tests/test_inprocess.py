@@ -26,6 +26,7 @@ def khop_run(run_dir, *args):
     ("coop-game", 400, 4, 1, "dpo"),  # 2 episodes per copy, 6 updates per agent in between
     ("coop-game", 400, 4, 3, "dpo"),  # κ = diameter of the default ring: the centralised-critic setting
     ("coop-game", 400, 4, 1, "mafocops"),  # sequential: the token walks over sockets / in memory
+    ("coop-game", 400, 4, 2, "shadow-pg"),  # Q-values relayed over 2 hops, over sockets / in memory
 ])
 def test_inprocess_and_distributed_give_identical_episodes(tmp_path, task, steps, envs, kappa, algo):
     args = ["--task", task, "--steps", str(steps), "--envs", str(envs), "--kappa", str(kappa), "--seed", "3",
@@ -38,12 +39,13 @@ def test_inprocess_and_distributed_give_identical_episodes(tmp_path, task, steps
     updates = [json.loads(line)["update"] for line in
                (tmp_path / "inprocess" / "agent-0" / "metrics.jsonl").read_text().splitlines()]
     assert updates  # the comparison spans at least one learning update
-    if algo == "mafocops":  # the same tokens took the same hops in both modes, with no timeouts
+    if algo in ("mafocops", "shadow-pg"):  # the same update messages took the same hops in both modes
         for i in range(6):
             rows = {mode: [json.loads(line) for line in
                            (tmp_path / mode / f"agent-{i}" / "metrics.jsonl").read_text().splitlines()]
                     for mode in ("distributed", "inprocess")}
-            keys = ("token_update", "token_positions", "token_from", "token_timeouts", "msgs_sent_update_to",
-                    "bytes_sent_update", "policy_loss", "kl")
+            keys = ("msgs_sent_update_to", "bytes_sent_update", "policy_loss", "kl") + (
+                ("token_update", "token_positions", "token_from", "token_timeouts") if algo == "mafocops" else
+                ("qvals_origins", "qvals_missing", "utility"))
             assert [[r[k] for k in keys] for r in rows["distributed"]] == \
                    [[r[k] for k in keys] for r in rows["inprocess"]]

@@ -14,7 +14,8 @@ import pytest
 import zmq
 
 from agentd.links import NeighbourLinks
-from agentd.token_walk import LinkMailbox, TokenWalker, first_visits, plan_walk
+from agentd.token_walk import TokenWalker, first_visits, plan_walk
+from agentd.update_phase import LinkMailbox
 from topologies import generate, load_topology
 
 
