@@ -9,6 +9,7 @@ update (bootstrapped on s_t) → act on obs_t (plus the neighbours' presence bit
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import signal
 import time
@@ -25,6 +26,7 @@ from topologies import load_topology, neighbours
 from .core import AgentCore
 from .learner import Learner
 from .links import LinkSpec, NeighbourLinks, link_specs
+from .update_phase import LinkMailbox, update_protocol
 from .relay import DEFAULT_MAX_PERIOD, KHopRelay, RelayNode, RelayPlan, actor_input, default_round_timeout_s
 
 log = logging.getLogger("agentd")
@@ -110,6 +112,9 @@ class Agent:
         if cfg.actor_mask:
             actor_spec = dataclasses.replace(self.spec, obs_dim=self.spec.obs_dim + len(relay_node.neighbours))
         ball = relay_node.ball
+        protocol_for = functools.partial(update_protocol, me, self.graph, plan, cfg.seed,
+                                         LinkMailbox(self.links, self.relay), slot_s=cfg.link_timeout_s,
+                                         is_silent=lambda peer: peer in self.relay.silent)
         self.core = AgentCore(me, cfg.algo, actor_spec, self.relay.critic_dim, n, self.E, welcome["task"],
                               cfg.seed, cfg.overrides, self.dir, cfg.checkpoint_every,
                               self.incarnation, comm_counters=self._comm_counters,
@@ -118,10 +123,12 @@ class Agent:
                                         "comm_plan": plan.describe(me), "round_timeout_s": round_timeout,
                                         "links": {str(p): dataclasses.asdict(s) for p, s in my_links.items()},
                                         "actor_mask": cfg.actor_mask},
-                              cost_limits=welcome["cost_limits"], episode_length=welcome["episode_length"])
+                              cost_limits=welcome["cost_limits"], episode_length=welcome["episode_length"],
+                              protocol_for=protocol_for)
 
     def _comm_counters(self) -> dict:
-        return {**self.links.counters.totals(), **self.links.counters.by_phase(), **self.relay.stats()}
+        return {**self.links.counters.totals(), **self.links.counters.by_phase(), **self.relay.stats(),
+                "msgs_sent_update_to": self.links.counters.sent_to("update")}
 
     # --- the loop --------------------------------------------------------------------------
     def run(self) -> int:

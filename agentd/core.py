@@ -28,7 +28,8 @@ class AgentCore:
                  task: str, seed: int, overrides: dict[str, Any], agent_dir: Path, checkpoint_every: int,
                  incarnation: int, comm_counters: Callable[[], dict[str, Any]] = dict,
                  describe: dict[str, Any] | None = None, cost_limits: Sequence[float] = (),
-                 episode_length: int | None = None) -> None:
+                 episode_length: int | None = None,
+                 protocol_for: Callable[[Learner], Any] = lambda _learner: None) -> None:
         self.agent, self.E, self.incarnation = agent, n_envs, incarnation
         self.dir = agent_dir
         self.ckpt_dir = agent_dir / "checkpoints"
@@ -39,6 +40,8 @@ class AgentCore:
         self.learner: Learner = make_learner(algo, spec, critic_dim, n_agents, n_envs, seed=seed * 1000 + agent,
                                              overrides={**defaults_for(task), **overrides},
                                              cost_limits=tuple(cost_limits), episode_length=episode_length)
+        # the exchange with the neighbours this learner's update needs, if any (agentd/update_phase.py)
+        self.protocol = protocol_for(self.learner)
         latest = Learner.latest_checkpoint(self.ckpt_dir)
         self.resumed_from = latest
         if latest is not None:
@@ -52,21 +55,38 @@ class AgentCore:
     def step(self, t: int, obs: np.ndarray, critic_in: np.ndarray, reward: np.ndarray, cost: np.ndarray,
              done: np.ndarray) -> np.ndarray:
         """Consume STEP t (already κ-relayed) and return this agent's action rows."""
-        if self.last_t >= 0:
-            done = np.asarray(done, dtype=bool)
-            if t != self.last_t + 1:
-                done = np.ones_like(done)  # we missed steps: cut the trajectory rather than splice it
-            self.learner.observe(reward, cost, done)
-            if self.learner.ready():
-                self._update(t, critic_in)
+        if self.observe(t, reward, cost, done):
+            self.update(t, critic_in)
+        return self.act(t, obs, critic_in)
+
+    def observe(self, t: int, reward: np.ndarray, cost: np.ndarray, done: np.ndarray) -> bool:
+        """Complete the previous transition with STEP t's reward; True when an update is due."""
+        if self.last_t < 0:
+            return False
+        done = np.asarray(done, dtype=bool)
+        if t != self.last_t + 1:
+            done = np.ones_like(done)  # we missed steps: cut the trajectory rather than splice it
+        self.learner.observe(reward, cost, done)
+        return self.learner.ready()
+
+    def act(self, t: int, obs: np.ndarray, critic_in: np.ndarray) -> np.ndarray:
         self.last_t = t
         return self.learner.act(obs, critic_in)
 
-    def _update(self, t: int, critic_in: np.ndarray) -> None:
+    def update(self, t: int, critic_in: np.ndarray) -> None:
+        """Learn on the full rollout, through the update exchange when the learner has one (a
+        sequential learner waits for its turn in the token walk, shadow-PG for its ball's Q-values)."""
         started = time.monotonic()
-        stats = self.learner.update(critic_in)
+        if self.protocol is not None:
+            stats = self.protocol.run(int(self.learner.n_updates), self.learner, critic_in)
+        else:
+            stats = self.learner.update(critic_in)
+        self.record_update(t, stats, time.monotonic() - started)
+
+    def record_update(self, t: int, stats: dict[str, Any], seconds: float) -> None:
+        """One metrics row, and a checkpoint every ``checkpoint_every`` updates."""
         self.metrics.write({"env_step": t * self.E, "update": int(self.learner.n_updates), "time": time.time(),
-                            "incarnation": self.incarnation, "update_seconds": time.monotonic() - started,
+                            "incarnation": self.incarnation, "update_seconds": seconds,
                             **stats, **self.comm_counters()})
         if self.learner.n_updates % self.checkpoint_every == 0:
             self.checkpoint()

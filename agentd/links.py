@@ -39,8 +39,9 @@ from envserver import protocol as P
 log = logging.getLogger("agentd.links")
 
 PHASES = ("rollout", "update", "control")
-#: message types an agent accepts from a neighbour (learners may add their own, e.g. TOKEN)
-AGENT_MESSAGE_TYPES = {"STATE"}
+#: message types an agent accepts from a neighbour: the relay's STATE and the update-phase
+#: TOKEN (agentd/token_walk.py) and QVALS (shadow-PG)
+AGENT_MESSAGE_TYPES = {"STATE", "TOKEN", "QVALS"}
 
 
 def phase_of(msg_type: str, n_entries: int) -> str:
@@ -204,6 +205,11 @@ class LinkCounters:
             for (_, phase), n in getattr(self, name).items():
                 out[f"{name}_{phase}"] = out.get(f"{name}_{phase}", 0) + n
         return out
+
+    def sent_to(self, phase: str) -> dict[str, int]:
+        """Messages sent to each peer in one phase ({"peer id": count}), e.g. where the update-phase
+        TOKEN / QVALS messages went."""
+        return {str(p): n for (p, ph), n in sorted(self.msgs_sent.items()) if ph == phase}
 
     def count_sent(self, peer: int, phase: str, nbytes: int) -> None:
         self.bytes_sent[(peer, phase)] += nbytes

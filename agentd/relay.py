@@ -327,6 +327,8 @@ class KHopRelay:
         started = clock()
         self.last_heard = {p: started for p in links.peers}
         self._early: dict[tuple[int, int], dict[int, P.Message]] = defaultdict(dict)
+        self.update_msgs: list[tuple[int, P.Message]] = []  # TOKEN/QVALS read during a round, for the learner
+        self._at = (-1, 0)  # the (step, round) being gathered, or the last one closed
         self.round_timeouts = 0  # expected messages still missing at a slot deadline
         self.late_msgs = 0  # arrived after their round closed
         self.step_bytes = 0  # wire bytes sent in the last exchange
@@ -342,6 +344,7 @@ class KHopRelay:
         if self.links.budget is not None:
             self.links.budget.refill(t)
         self.node.begin(t, own_obs)
+        self._at = (t, 0)
         for key in [k for k in self._early if k[0] < t]:
             del self._early[key]
         start = self.clock()
@@ -361,6 +364,7 @@ class KHopRelay:
         """Round (t, rnd)'s messages: wait until the slot deadline for the expected neighbours that
         are not silent, and take whatever else has already been delivered."""
         got = self._early.pop((t, rnd), {})
+        self._at = (t, rnd)
         while True:
             waiting = expected - self.silent - set(got)
             now = self.clock()
@@ -374,16 +378,29 @@ class KHopRelay:
                     break  # nothing more delivered and nobody left to wait for
                 continue
             peer, msg = item
-            self.silent.discard(peer)
-            self.last_heard[peer] = self.clock()
-            key = (msg["t"], msg["round"])
-            if key == (t, rnd):
+            if msg.type == "STATE" and (msg["t"], msg["round"]) == (t, rnd):
+                self.heard(peer)
                 got[peer] = msg
-            elif (t, rnd) < key and msg["t"] <= t + 1:
-                self._early[key][peer] = msg  # a faster neighbour is already in a later round
             else:
-                self.late_msgs += 1  # its round has closed: stale
+                self.stash(peer, msg)
         return sorted(got.items())
+
+    def heard(self, peer: int) -> None:
+        """Any message from ``peer`` proves it alive: wait for it again."""
+        self.silent.discard(peer)
+        self.last_heard[peer] = self.clock()
+
+    def stash(self, peer: int, msg: P.Message) -> None:
+        """Keep a message read outside its round: a STATE for a later round (a faster neighbour, or
+        one read while this agent waits in an update) until that round; a learner's update-phase
+        message (TOKEN, QVALS) in :attr:`update_msgs`; a STATE whose round has closed is stale."""
+        self.heard(peer)
+        if msg.type != "STATE":
+            self.update_msgs.append((peer, msg))
+        elif self._at < (msg["t"], msg["round"]) and msg["t"] <= self._at[0] + 1:
+            self._early[(msg["t"], msg["round"])][peer] = msg
+        else:
+            self.late_msgs += 1
 
     def stats(self) -> dict[str, float]:
         return {**self.node.stats(), "round_timeouts": self.round_timeouts, "late_msgs": self.late_msgs,
@@ -451,7 +468,8 @@ class MemoryNetwork:
     def comm_counters(self, i: int) -> dict[str, Any]:
         c = self.counters[i]
         return {**c.totals(), **c.by_phase(), **self.nodes[i].stats(), "round_timeouts": 0, "late_msgs": 0,
-                "step_bytes_max": self.step_bytes_max[i], "neighbours_silent": 0}
+                "step_bytes_max": self.step_bytes_max[i], "neighbours_silent": 0,
+                "msgs_sent_update_to": c.sent_to("update")}
 
 
 def assemble_critic_input(dims: dict[int, int], rows: dict[int, np.ndarray], n_envs: int,

@@ -30,7 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--algo", default=DEFAULTS.algo, help=f"learner (default {DEFAULTS.algo}; see `khop algos`)")
     r.add_argument("--topology", default="", help="generator (ring, line, star, complete, grid[:RxC]), a shipped "
                                                   "graph name, or a node-link JSON/GraphML file; default: the task's graph")
-    r.add_argument("--kappa", type=int, default=DEFAULTS.kappa, help="hops of state each critic sees")
+    r.add_argument("--kappa", type=int, default=DEFAULTS.kappa,
+                   help="hops of state each critic sees (default: the graph's diameter for the centralised "
+                        "references mappo-l, happo, macpo; 1 otherwise)")
     r.add_argument("--steps", type=int, default=DEFAULTS.steps, help="env steps, summed over env copies")
     r.add_argument("--envs", type=int, default=DEFAULTS.envs, help="env copies stepped in lockstep")
     r.add_argument("--seed", type=int, default=DEFAULTS.seed)

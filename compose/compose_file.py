@@ -244,6 +244,7 @@ def cmd_compose(args: argparse.Namespace) -> int:
     fields = {f.name for f in dataclasses.fields(RunConfig)}
     cfg = RunConfig(progress=False, **{RENAMED.get(d, d): getattr(args, d) for d in args.run_options
                                        if RENAMED.get(d, d) in fields})
+    validate(cfg)  # settles a default κ before the name uses it
     name = args.name or f"{cfg.task}-{cfg.algo}-k{cfg.kappa}-s{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
     files = render(cfg, name, image=args.image, volume=args.volume, nfs=args.nfs, out=args.output)
     f = files["compose"]

@@ -21,6 +21,7 @@ import numpy as np
 from agentd.core import AgentCore, pin_threads
 from agentd.links import link_specs
 from agentd.relay import MemoryNetwork, RelayPlan, actor_input
+from agentd.update_phase import MemoryPost, update_protocol
 from envserver.episodes import EpisodeLog
 from envserver.tasks import make_task
 from topologies import neighbours
@@ -46,13 +47,16 @@ def run_inprocess(cfg, spec, graph, run_dir: Path, should_stop=lambda: False) ->
         a = spec.agents[i]
         return dataclasses.replace(a, obs_dim=a.obs_dim + len(net.nodes[i].neighbours)) if cfg.actor_mask else a
 
+    post = MemoryPost(net)
     cores = [AgentCore(i, cfg.algo, actor_spec(i), net.nodes[i].critic_dim, n, E,
                        cfg.task, cfg.seed, overrides, run_dir / f"agent-{i}", cfg.checkpoint_every, incarnation=0,
                        comm_counters=lambda i=i: net.comm_counters(i),
                        describe={"kappa": cfg.kappa, "neighbours": neighbours(graph, i),
                                  "khop_ball": {str(k): v for k, v in net.nodes[i].ball.items()}, "inprocess": True,
                                  "comm_plan": plan.describe(i), "actor_mask": cfg.actor_mask},
-                       cost_limits=spec.cost_limits, episode_length=spec.episode_length)
+                       cost_limits=spec.cost_limits, episode_length=spec.episode_length,
+                       protocol_for=lambda learner, i=i: update_protocol(i, graph, plan, cfg.seed, post.mailbox(i),
+                                                                         learner))
              for i in range(n)]
     env_dir = run_dir / "envserver"
     env_dir.mkdir(parents=True, exist_ok=True)
@@ -67,10 +71,11 @@ def run_inprocess(cfg, spec, graph, run_dir: Path, should_stop=lambda: False) ->
     try:
         while env_step < cfg.steps and not should_stop():
             critic_ins = net.exchange(t, obs)
-            actions = []
-            for i, core in enumerate(cores):
-                actions.append(core.step(t, actor_input(obs[i], net.nodes[i], cfg.actor_mask), critic_ins[i], reward,
-                                         cost[i], done))
+            due = [core.observe(t, reward, cost[i], done) for i, core in enumerate(cores)]
+            if any(due):
+                update_all(cores, due, t, critic_ins)
+            actions = [core.act(t, actor_input(obs[i], net.nodes[i], cfg.actor_mask), critic_ins[i])
+                       for i, core in enumerate(cores)]
             res = task.step(actions)
             t += 1
             env_step += E
@@ -88,3 +93,20 @@ def run_inprocess(cfg, spec, graph, run_dir: Path, should_stop=lambda: False) ->
                   "done": True, "time": time.time(), "started_at": started, "inprocess": True}
         (env_dir / "status.json").write_text(json.dumps(status))
         task.close()
+
+
+def update_all(cores: list[AgentCore], due: list[bool], t: int, critic_ins: list[np.ndarray]) -> None:
+    """This lockstep's updates: learners with an update exchange (token walk, Q-values) all
+    together, their messages delivered in memory in the order the sockets would carry them; the
+    others each on its own, as their agentd would."""
+    protocols = [c.protocol for c in cores]
+    if all(due) and all(p is not None for p in protocols):
+        started = time.monotonic()
+        stats = type(protocols[0]).drive(protocols, [c.learner for c in cores], critic_ins,
+                                         int(cores[0].learner.n_updates))
+        for core, s in zip(cores, stats):
+            core.record_update(t, s, time.monotonic() - started)
+        return
+    for core, critic_in, d in zip(cores, critic_ins, due):
+        if d:
+            core.update(t, critic_in)

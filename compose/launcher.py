@@ -37,7 +37,7 @@ class RunConfig:
     task: str = "coop-game"
     algo: str = "dpo"
     topology: str = ""  # empty: the task's default graph
-    kappa: int = 1
+    kappa: int | None = None  # None: the graph's diameter for centralised references, else 1 (validate())
     steps: int = 48_000
     envs: int = 16
     seed: int = 0
@@ -57,6 +57,7 @@ class RunConfig:
     link_bandwidth_bps: float = 0.0  # 0 = unlimited
     round_timeout_ms: float | None = None  # relay round slot; None = derived
     actor_mask: bool = False  # actor input = own obs + direct neighbours' presence bits
+    kappa_rule: str = ""  # where the effective κ came from (set by validate(), recorded in config.json)
 
 
 def code_version() -> str:
@@ -92,7 +93,8 @@ def free_ports(n: int) -> list[int]:
 
 
 def validate(cfg: RunConfig):
-    """Check everything a user can get wrong before any process starts; return (spec, graph)."""
+    """Check everything a user can get wrong before any process starts; return (spec, graph).
+    Also settles κ when the user gave none (``cfg.kappa`` is None): see :func:`default_kappa`."""
     from agentd.learner import LearnerConfig, algo_names
     from agentd.learner.config import apply_overrides
     from agentd.main import parse_overrides
@@ -104,7 +106,7 @@ def validate(cfg: RunConfig):
         raise LaunchError(str(err)) from None
     if cfg.algo not in algo_names():
         raise LaunchError(f"unknown algo {cfg.algo!r}; choose one of: {', '.join(algo_names())}")
-    if cfg.kappa < 0:
+    if cfg.kappa is not None and cfg.kappa < 0:
         raise LaunchError(f"--kappa must be >= 0, got {cfg.kappa}")
     if cfg.steps < 1 or cfg.envs < 1:
         raise LaunchError(f"--steps and --envs must be >= 1, got {cfg.steps} and {cfg.envs}")
@@ -112,12 +114,26 @@ def validate(cfg: RunConfig):
         graph = resolve_topology(cfg.topology or spec.topology, spec.n_agents)
     except TopologyError as err:
         raise LaunchError(str(err)) from None
+    if cfg.kappa is None:
+        cfg.kappa, cfg.kappa_rule = default_kappa(cfg.algo, graph)
+    elif not cfg.kappa_rule:
+        cfg.kappa_rule = "--kappa"
     try:
         apply_overrides(LearnerConfig(), parse_overrides(cfg.overrides))
     except ValueError as err:
         raise LaunchError(str(err)) from None
     validate_comm(cfg, spec, graph)
     return spec, graph
+
+
+def default_kappa(algo: str, graph) -> tuple[int, str]:
+    """κ when the user passes none: the graph's diameter for the centralised references (their
+    critics then see every agent, as MAPPO-L / HAPPO / MACPO assume), 1 for everything else."""
+    from agentd.learner import ALGOS
+
+    if ALGOS[algo].centralised:
+        return diameter(graph), "graph diameter (centralised reference)"
+    return 1, "default"
 
 
 def link_defaults(cfg: RunConfig):

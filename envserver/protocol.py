@@ -28,6 +28,10 @@ STATE      agent ↔ agent  from:int, t:int, round:int, origins:[int], hops:[int
                         one buffer per entry: the origin's obs rows [E, obs_dim] f32, or f2
                         when a communication budget quantises; a STATE with no origins is a
                         control marker ("nothing for you this round", see agentd/relay.py)
+TOKEN      agent → agent  from:int, update:int, pos:int; token[T·E] f32: the sequential ratio
+                        product M, handed along the update's DFS walk (agentd/token_walk.py)
+QVALS      agent → agent  from:int, update:int, origin:int, hops:int; q[T·E] f32: an agent's
+                        truncated shadow Q-values, relayed ≤ κ hops (agentd/learner/shadow_pg.py)
 =========  ===========  ====================================================================
 
 :func:`wire_size` is the byte count every link counter and communication budget uses: each frame's
@@ -64,11 +68,15 @@ _FIELDS: dict[str, dict[str, tuple[type, ...]]] = {
     "ERROR": {"reason": (str,)},
     "BYE": {"reason": (str,)},
     "STATE": {"from": (int,), "t": (int,), "round": (int,), "origins": (list,), "hops": (list,)},
+    "TOKEN": {"from": (int,), "update": (int,), "pos": (int,)},
+    "QVALS": {"from": (int,), "update": (int,), "origin": (int,), "hops": (int,)},
 }
 # buffers each type must carry, by name (STATE carries a variable number, checked separately)
 _BUFFERS: dict[str, tuple[str, ...]] = {
     "STEP": ("obs", "reward", "cost", "terminated", "truncated"),
     "ACT": ("action",),
+    "TOKEN": ("token",),
+    "QVALS": ("q",),
 }
 
 
@@ -186,8 +194,8 @@ def _decode(frames: list[Any], max_bytes: int | None) -> Message:
         if missing:
             raise ProtocolError(f"{msg_type} lacks buffer {missing[0]!r}")
         msg.arrays = arrays
-    for name in ("t", "agent", "from", "round"):
-        if name in fields and fields[name] < 0:
+    for name in ("t", "agent", "from", "round", "update", "pos", "origin", "hops"):
+        if isinstance(fields.get(name), int) and fields[name] < 0:
             raise ProtocolError(f"{msg_type} field {name!r} is negative")
     return msg
 

@@ -23,7 +23,7 @@ DISCRETE = AgentSpec(obs_dim=3, act_kind="discrete", act_dim=1, n_actions=4)
 CONTINUOUS = AgentSpec(obs_dim=3, act_kind="continuous", act_dim=1, act_low=-1.0, act_high=1.0)
 E = 8
 NAMES = {"ippo", "dpo", "dpo-no-sqrt", "dpo-no-kl", "ippo-kl", "dec-mappo-l", "mafocops", "happo", "mappo-l",
-         "macpo", "iql", "iddpg"}
+         "macpo", "iql", "iddpg", "shadow-pg"}
 CONSTRAINED = ("dec-mappo-l", "mappo-l", "mafocops", "macpo")
 # Cost bandit: arm 0 pays 1 and costs 1, arm 1 pays 0.5 for free, arms 2-3 pay nothing. With the
 # limit 0.3 per (one-step) episode the constrained optimum is π = (0.3, 0.7, 0, 0): return 0.65.

@@ -22,12 +22,15 @@ def khop_run(run_dir, *args):
 # Only the discrete task: on safe-halfcheetah the two modes feed the learners bit-identical
 # inputs, yet one sampled action differs by ~1e-9 at step 1 (float32 rounding, cause not yet
 # found) and chaotic physics amplifies it over a 1000-step episode.
-@pytest.mark.parametrize("task, steps, envs, kappa", [
-    ("coop-game", 400, 4, 1),  # 2 episodes per copy, 6 updates per agent in between
-    ("coop-game", 400, 4, 3),  # κ = diameter of the default ring: the centralised-critic setting
+@pytest.mark.parametrize("task, steps, envs, kappa, algo", [
+    ("coop-game", 400, 4, 1, "dpo"),  # 2 episodes per copy, 6 updates per agent in between
+    ("coop-game", 400, 4, 3, "dpo"),  # κ = diameter of the default ring: the centralised-critic setting
+    ("coop-game", 400, 4, 1, "mafocops"),  # sequential: the token walks over sockets / in memory
+    ("coop-game", 400, 4, 2, "shadow-pg"),  # Q-values relayed over 2 hops, over sockets / in memory
 ])
-def test_inprocess_and_distributed_give_identical_episodes(tmp_path, task, steps, envs, kappa):
-    args = ["--task", task, "--steps", str(steps), "--envs", str(envs), "--kappa", str(kappa), "--seed", "3"]
+def test_inprocess_and_distributed_give_identical_episodes(tmp_path, task, steps, envs, kappa, algo):
+    args = ["--task", task, "--steps", str(steps), "--envs", str(envs), "--kappa", str(kappa), "--seed", "3",
+            "--algo", algo]
     khop_run(tmp_path / "distributed", *args)
     khop_run(tmp_path / "inprocess", *args, "--inprocess")
     a, b = episodes(tmp_path / "distributed"), episodes(tmp_path / "inprocess")
@@ -36,3 +39,13 @@ def test_inprocess_and_distributed_give_identical_episodes(tmp_path, task, steps
     updates = [json.loads(line)["update"] for line in
                (tmp_path / "inprocess" / "agent-0" / "metrics.jsonl").read_text().splitlines()]
     assert updates  # the comparison spans at least one learning update
+    if algo in ("mafocops", "shadow-pg"):  # the same update messages took the same hops in both modes
+        for i in range(6):
+            rows = {mode: [json.loads(line) for line in
+                           (tmp_path / mode / f"agent-{i}" / "metrics.jsonl").read_text().splitlines()]
+                    for mode in ("distributed", "inprocess")}
+            keys = ("msgs_sent_update_to", "bytes_sent_update", "policy_loss", "kl") + (
+                ("token_update", "token_positions", "token_from", "token_timeouts") if algo == "mafocops" else
+                ("qvals_origins", "qvals_missing", "utility"))
+            assert [[r[k] for k in keys] for r in rows["distributed"]] == \
+                   [[r[k] for k in keys] for r in rows["inprocess"]]

@@ -99,7 +99,7 @@ def test_interrupted_sweep_resumes_and_skips_finished_cells(tmp_path):
 def test_half_written_cell_is_unfinished(tmp_path):
     from compose.launcher import RunConfig
 
-    cfg = RunConfig(run_dir=tmp_path / "c")
+    cfg = RunConfig(run_dir=tmp_path / "c", kappa=1)  # a sweep cell always names its κ
     assert cell_state(tmp_path / "c", cfg) == "absent"
     (tmp_path / "c").mkdir()
     (tmp_path / "c" / "config.json").write_text(json.dumps({"task": "coop-game", "kappa": 1}))

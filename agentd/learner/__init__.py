@@ -23,14 +23,17 @@ from .iql import IQL
 from .macpo import MACPO
 from .mafocops import MAFOCOPS
 from .mappo_l import MAPPOL
+from .shadow_pg import ShadowPG
 
 ALGOS: dict[str, type[Learner]] = {
     cls.algo: cls
-    for cls in (IPPO, DPO, DPONoSqrt, DPONoKL, IPPOKL, DecMAPPOL, MAFOCOPS, HAPPO, MAPPOL, MACPO, IQL, IDDPG)
+    for cls in (IPPO, DPO, DPONoSqrt, DPONoKL, IPPOKL, DecMAPPOL, MAFOCOPS, HAPPO, MAPPOL, MACPO, IQL, IDDPG,
+                ShadowPG)
 }
 
 __all__ = ["ALGOS", "DPO", "DPONoKL", "DPONoSqrt", "DecMAPPOL", "HAPPO", "IDDPG", "IPPO", "IPPOKL", "IQL",
-           "Learner", "LearnerConfig", "MACPO", "MAFOCOPS", "MAPPOL", "algo_names", "make_learner"]
+           "Learner", "LearnerConfig", "MACPO", "MAFOCOPS", "MAPPOL", "ShadowPG", "algo_names",
+           "make_learner"]
 
 
 def algo_names() -> list[str]:

@@ -83,6 +83,10 @@ class Learner:
     defaults: ClassVar[dict[str, Any]] = {}  # per-algorithm LearnerConfig values, each cited
     uses_costs: ClassVar[bool] = False  # builds cost critics and reads cost_limits
     supports_sequential: ClassVar[bool] = False  # may run with update_order="sequential"
+    # a centralised reference (MAPPO-L, HAPPO, MACPO): its critics should see everyone, so `khop run`
+    # defaults κ to the graph's diameter for it
+    centralised: ClassVar[bool] = False
+    shares_q: ClassVar[bool] = False  # exchanges Q-values with its κ-ball at update time (shadow-PG)
     act_kinds: ClassVar[tuple[str, ...]] = ("discrete", "continuous")
 
     def __init__(self, agent: AgentSpec, critic_dim: int, n_agents: int, n_envs: int, seed: int,
@@ -280,7 +284,10 @@ class Learner:
         if not self.ready():
             raise RuntimeError(f"update() needs {self.cfg.rollout_len} transitions, "
                                f"buffer holds {self.buffer.pos}")
-        batch = self._prepare(last_critic_in, self._check_token(token))
+        return self._learn(self._prepare(last_critic_in, self._check_token(token)))
+
+    def _learn(self, batch: Batch) -> dict[str, float]:
+        """The policy and critic updates on a prepared batch; clears the buffer (see :meth:`update`)."""
         metrics = {f"episode_cost{u}_est": float(j) for u, j in enumerate(self.ep_cost_est)}
         metrics.update(self.before_update(batch))
         metrics.update(self._optimise(batch))

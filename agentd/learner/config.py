@@ -89,6 +89,12 @@ class LearnerConfig:
     tau: float = 0.005  # IDDPG Polyak rate of both target networks (TD3 / SB3 default)
     expl_noise: float = 0.1  # IDDPG Gaussian noise sigma, as a fraction of the action half-range
 
+    # --- shadow-reward truncated PG (scalable-general-utilities.md §3.4, Alg. 1) ---
+    utility: str = "entropy"  # f_i of the local occupancy: "entropy" (max-entropy exploration), "linear"
+    # (the task's reward), "target" (−Σ_x (d_i(x) − d*(x))², d* = utility_target)
+    utility_target: str = ""  # "target": comma-separated d*(x) per local state, normalised; empty = uniform
+    occupancy_floor: float = 1e-3  # entropy: d_i floored here so the shadow reward stays bounded (Assumption 2)
+
     # --- checkpoints ---
     keep_checkpoints: int = 3  # newest files kept in the checkpoint directory
 
@@ -119,7 +125,10 @@ class LearnerConfig:
             raise ValueError(f"beta_init must lie in [beta_min, beta_max], got {self.beta_init}")
         if not self.nu_init <= self.nu_max:
             raise ValueError(f"nu_init must be <= nu_max, got {self.nu_init} > {self.nu_max}")
-        choices = {"update_order": ("simultaneous", "sequential"), "iql_input": ("obs", "critic")}
+        if not 0.0 < self.occupancy_floor < 1.0:
+            raise ValueError(f"occupancy_floor must be in (0, 1), got {self.occupancy_floor}")
+        choices = {"update_order": ("simultaneous", "sequential"), "iql_input": ("obs", "critic"),
+                   "utility": ("entropy", "linear", "target")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")

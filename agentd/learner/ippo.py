@@ -38,6 +38,7 @@ class HAPPO(IPPO):
     """HAPPO: sequential PPO-clip on the token-weighted advantage (Kuba et al. 2022)."""
 
     algo = "happo"
+    centralised = True  # κ = graph diameter by default (issue 4: centralized references)
     defaults: ClassVar[dict[str, Any]] = {
         "update_order": "sequential",  # agents update one after another, passing the token
         "epochs": 5,  # safe-mamujoco.md §5.3: SafePO HAPPO learning_iters 5

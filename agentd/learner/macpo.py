@@ -114,6 +114,7 @@ class MACPO(Learner):
     algo = "macpo"
     uses_costs = True
     supports_sequential = True
+    centralised = True  # κ = graph diameter by default
     defaults: ClassVar[dict[str, Any]] = {
         "update_order": "sequential",  # HATRPO-style sequential scheme with the token
         "trust_region_delta": 0.008,  # mafocops.md Table 5: MACPO kl-threshold 0.008 (Safe MAMuJoCo)

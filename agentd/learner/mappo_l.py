@@ -18,4 +18,5 @@ class MAPPOL(DecMAPPOL):
     """MAPPO-L: DEC-MAPPO-L run centralised (κ = diameter), sequential updates (Gu et al. 2023)."""
 
     algo = "mappo-l"
+    centralised = True  # κ = graph diameter by default
     defaults: ClassVar[dict[str, Any]] = {**DecMAPPOL.defaults, "update_order": "sequential"}

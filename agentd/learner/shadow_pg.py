@@ -1,0 +1,164 @@
+r"""Shadow-reward truncated policy gradient (scalable-general-utilities.md §3.4, Algorithm 1), as a
+decentralised agentd learner on the tabular tasks.
+
+Per update, for agent i on its own rollout of N = T·E samples (local state x = the index of the
+largest entry of its own observation — the one-hot of the tabular tasks — and its action a):
+
+    λ̃_i(x, a) = count(x, a) / (N·(1 − γ))                         (line 4, eq. 20: empirical, normalised
+                                                                     so that (1 − γ)·Σ λ̃_i = 1)
+    r̃_i(x, a) = ∇_{λ_i} f_i(λ̃_i)(x, a)                             (line 4: the shadow reward)
+    Q̃_i(s_t, a_t): the λ-return of r̃_i bootstrapped by the critic V_i(s_{N_i^κ})   (line 5, TD(λ) on
+                   the κ-hop state the relay delivers; the critic is fitted to the same targets)
+    g̃_i = mean_t ∇ log π_i(a_t | o_t) · std[(1/n)·Σ_{j ∈ N_i^κ} Q̃_j(s_t, a_t)]       (line 6, eq. 21)
+    θ_i ← θ_i + Adam step on g̃_i                                                      (line 7)
+
+Utilities (``--set utility=…``): ``entropy`` f_i = −Σ_x d_i(x)·log d_i(x), d_i = (1−γ)·Σ_a λ_i
+(maximum-entropy exploration; d floored at ``occupancy_floor``); ``linear`` f_i = ⟨r, λ_i⟩ with r the
+task's reward, so r̃ is the reward itself; ``target`` f_i = −Σ_x (d_i(x) − d*(x))² with d* from
+``utility_target`` (uniform when empty).
+
+The Q̃_j of the ball's agents arrive over the links through agentd/qvals.py (:meth:`shadow_q` →
+exchange → :meth:`update_from_q`). Where we chose, the paper being silent or tabular:
+
+* the actor is the base's MLP on the agent's own observation (for a one-hot input that is a
+  tabular softmax π_i(a | x), the κ = 0 member of the paper's localized policy class);
+* the samples are consecutive lockstep transitions, not B fresh trajectories, and γ^k is not applied
+  inside the gradient (k, the time since the episode start, is not something an agent observes);
+* the gradient uses the standardised Q-sum (a constant baseline and a scale, which leaves the
+  direction of eq. 21 unchanged in expectation) and one step per update; the critic takes
+  ``epochs × minibatches`` steps;
+* the TD key is the κ-hop state and the agent's own action; the neighbours' actions are not
+  relayed (they are part of what the λ-return averages over).
+
+Logs, besides the base keys: utility (f_i(λ̃_i) of this rollout), shadow_reward_mean, q_mean.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from envserver.tasks.networked_mdp import entropy_utility
+
+from .base import Batch, Learner, standardise
+
+
+class ShadowPG(Learner):
+    """Shadow-reward truncated policy gradient with κ-hop Q sharing (scalable-general-utilities Alg. 1)."""
+
+    algo = "shadow-pg"
+    act_kinds = ("discrete",)
+    shares_q = True  # update() needs the κ-ball's Q-values (agentd/qvals.py)
+    defaults: ClassVar[dict[str, Any]] = {
+        "normalize_obs": False,  # the local state is read off the raw one-hot observation
+        "ent_coef": 0.0,  # Alg. 1 has no entropy bonus (the entropy utility is the objective itself)
+        "epochs": 5,  # critic passes per update (TD on the shadow reward); the actor takes one step
+        "gamma": 0.9,  # the reference experiment's γ (experiments/shadow_pg.py); the paper sets none
+        "lr_actor": 1e-2,  # one step per update: not in the paper (no experiments), measured on networked-mdp
+    }
+
+    def _check_cfg(self) -> None:
+        super()._check_cfg()
+        if self.cfg.normalize_obs:
+            raise ValueError("shadow-pg reads the local state off the raw observation; keep normalize_obs=false")
+
+    def _build(self) -> None:
+        super()._build()
+        self.target = self._target_occupancy()
+
+    def _target_occupancy(self) -> np.ndarray:
+        k = self.agent.obs_dim
+        if not self.cfg.utility_target:
+            return np.full(k, 1.0 / k)
+        try:
+            d = np.asarray([float(v) for v in self.cfg.utility_target.split(",")])
+        except ValueError:
+            raise ValueError(f"utility_target must be comma-separated numbers, got {self.cfg.utility_target!r}") from None
+        if d.shape != (k,) or (d < 0).any() or d.sum() <= 0:
+            raise ValueError(f"utility_target needs {k} non-negative numbers (one per local state), got {len(d)}")
+        return d / d.sum()
+
+    # ------------------------------------------------------------------ the shadow reward
+    def occupancy(self) -> tuple[np.ndarray, np.ndarray]:
+        """(λ̃_i [k_s, k_a], local states [T, E]) of the rollout in the buffer (eq. 20)."""
+        b = self.buffer
+        states = b.obs.argmax(axis=-1)
+        lam = np.zeros((self.agent.obs_dim, self.agent.n_actions))
+        np.add.at(lam, (states, b.actions), 1.0)
+        return lam / (states.size * (1.0 - self.cfg.gamma)), states
+
+    def utility_and_grad(self, lam: np.ndarray) -> tuple[float, np.ndarray]:
+        """f_i(λ̃_i) and ∇f_i [k_s, k_a] for the configured utility (``linear`` is handled by the caller)."""
+        g = self.cfg.gamma
+        if self.cfg.utility == "entropy":
+            return entropy_utility(lam, g, self.cfg.occupancy_floor)
+        d = (1.0 - g) * lam.sum(axis=1)
+        diff = d - self.target
+        grad = np.repeat((-2.0 * (1.0 - g) * diff)[:, None], lam.shape[1], axis=1)
+        return float(-(diff ** 2).sum()), grad
+
+    def _prepare(self, last_critic_in: np.ndarray, token: np.ndarray | None) -> Batch:
+        """GAE on the shadow reward instead of the task's: ret is then Q̃_i at every sample."""
+        b = self.buffer
+        if self.cfg.utility == "linear":
+            self._utility, shadow = float(b.rewards.mean()), b.rewards.copy()
+        else:
+            lam, states = self.occupancy()
+            self._utility, grad = self.utility_and_grad(lam)
+            shadow = grad[states, b.actions].astype(np.float32)
+        task_rewards = b.rewards.copy()
+        b.rewards[:] = shadow
+        try:
+            batch = super()._prepare(last_critic_in, token)
+        finally:
+            b.rewards[:] = task_rewards  # rollout_return_mean keeps reporting the task's reward
+        self._shadow_mean = float(shadow.mean())
+        return batch
+
+    # ------------------------------------------------------------------ the two halves of an update
+    def shadow_q(self, last_critic_in: np.ndarray) -> np.ndarray:
+        """Lines 3–5: this agent's truncated shadow Q̃_i at each of its rollout's samples [T·E]."""
+        if not self.ready():
+            raise RuntimeError(f"shadow_q() needs {self.cfg.rollout_len} transitions, buffer holds {self.buffer.pos}")
+        self._batch = self._prepare(last_critic_in, None)
+        return self._batch.ret.numpy().astype(np.float32)
+
+    def update_from_q(self, q_sum: np.ndarray) -> dict[str, float]:
+        """Lines 6–7, given Σ_{j ∈ N_i^κ} Q̃_j at this agent's samples (its own Q̃_i included)."""
+        batch = self._batch
+        q_sum = np.asarray(q_sum, dtype=np.float64)
+        if q_sum.shape != (len(batch),) or not np.isfinite(q_sum).all():
+            raise ValueError(f"q_sum must be finite of shape ({len(batch)},), got {q_sum.shape}")
+        q = q_sum / self.n_agents
+        batch.adv = torch.from_numpy(standardise(q).astype(np.float32))
+        metrics = self._learn(batch)
+        del self._batch
+        return {**metrics, "utility": self._utility, "shadow_reward_mean": self._shadow_mean, "q_mean": float(q.mean())}
+
+    def update(self, last_critic_in: np.ndarray, token: np.ndarray | None = None) -> dict[str, float]:
+        """An update with this agent's own Q̃_i only (κ = 0); agents use :mod:`agentd.qvals` instead."""
+        if token is not None:
+            raise ValueError("shadow-pg updates simultaneously; it takes no token")
+        return self.update_from_q(self.shadow_q(last_critic_in))
+
+    # ------------------------------------------------------------------ the step
+    def policy_loss(self, ratio: torch.Tensor, logp_new: torch.Tensor, logp_old: torch.Tensor,
+                    adv: torch.Tensor, kl_per_state: torch.Tensor,
+                    cost_adv: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+        """−mean(r·Â): at θ_old (r = 1) its gradient is −ĝ_i of eq. 21."""
+        return -(ratio * adv).mean(), {}
+
+    def _optimise(self, batch: Batch) -> dict[str, float]:
+        """One policy-gradient step on the whole batch, then ``epochs × minibatches`` critic steps."""
+        out = self._actor_step(batch)
+        n = len(batch)
+        sums: dict[str, float] = defaultdict(float)
+        steps = 0
+        for _ in range(self.cfg.epochs):
+            for idx in np.array_split(self.np_rng.permutation(n), self._n_minibatches(n)):
+                for k, v in self._critic_step(batch[torch.from_numpy(idx)]).items():
+                    sums[k] += v
+                steps += 1
+        return {**out, **{k: v / steps for k, v in sums.items()}, "epochs": 1.0}
