@@ -1,0 +1,80 @@
+"""Faults with real processes: a paused agent comes back and stays, its neighbours keep their step;
+supervised restarts (`khop run --restart`) of killed agents and of the envserver lose nothing."""
+import json
+import os
+import random
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import torch
+
+from agentd.learner.checkpoint import state_digest
+from test_e2e import children_by_role, khop_run, wait_started
+
+pytestmark = pytest.mark.slow
+
+
+def rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def events(run_dir: Path) -> list[dict]:
+    return rows(run_dir / "envserver" / "events.jsonl")
+
+
+def wait_for(what: str, check, timeout: float, proc: subprocess.Popen) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if check():
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"run ended before {what}: {proc.stdout.read().decode()[-3000:]}")
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def metric_rows(run_dir: Path, agent: int) -> list[dict]:
+    path = run_dir / f"agent-{agent}" / "metrics.jsonl"
+    return rows(path) if path.exists() else []
+
+
+def test_paused_agent_rejoins_stays_up_and_its_neighbours_keep_their_step(tmp_path):
+    """SIGSTOP an agent for longer than the envserver's deadline, then SIGCONT it: it is marked down,
+    comes back (agent_rejoin), keeps writing metric rows and is never marked down again; its
+    neighbours, whose relay waited for it, never miss the deadline themselves."""
+    run_dir, paused, deadline = tmp_path / "run", 2, 6.0
+    proc = khop_run(run_dir, "--task", "coop-game", "--steps", "6000", "--envs", "4", "--deadline", str(deadline),
+                    "--set", "rollout_len=16")
+    try:
+        wait_started(run_dir, proc)
+        wait_for("agent rows", lambda: len(metric_rows(run_dir, paused)) >= 3, 300, proc)
+        agent = children_by_role(proc)[paused]
+        agent.suspend()
+        wait_for("agent_down", lambda: any(e["event"] == "agent_down" and e["agent"] == paused
+                                           for e in events(run_dir)), 120, proc)
+        time.sleep(2 * deadline)
+        agent.resume()
+        resumed_at = time.time()
+        out = proc.communicate(timeout=600)[0].decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out[-3000:]
+    evs = [e for e in events(run_dir) if e["event"] in ("agent_down", "agent_up", "agent_rejoin")]
+    downs = [e for e in evs if e["event"] == "agent_down"]
+    assert [e["agent"] for e in downs] == [paused], downs  # the neighbours never missed a deadline
+    back = [e for e in evs if e["event"] == "agent_rejoin" and e["agent"] == paused]
+    assert back and back[0]["time"] >= downs[0]["time"], evs
+    after = [r for r in metric_rows(run_dir, paused) if r["time"] > resumed_at]
+    assert len(after) >= 3, "the paused agent wrote no updates after it came back"
+    all_rows = metric_rows(run_dir, paused)
+    assert len({r["incarnation"] for r in all_rows}) == 1  # the same process, not a restart
+    assert [r["update"] for r in all_rows] == list(range(1, len(all_rows) + 1))
+    final = rows(run_dir / "envserver" / "events.jsonl")[-1]
+    assert final["event"] == "server_stop" and final["detail"] == "run complete"
+    status = json.loads((run_dir / "envserver" / "status.json").read_text())
+    assert paused in status["live"], status  # up at the end
