@@ -273,6 +273,7 @@ class EnvServer:
                 self.clock.record(ClockState(self.t, self.env_step, self.incarnation))
                 self._send_steps(obs, reward, cost, done, trunc)
                 actions = self._collect_actions()
+                self._step_frames = {}  # this step is closed: nobody is handed its STEP any more
                 if self.stop_requested:
                     break
                 res = self.task.step(actions)
