@@ -78,3 +78,63 @@ def test_paused_agent_rejoins_stays_up_and_its_neighbours_keep_their_step(tmp_pa
     assert final["event"] == "server_stop" and final["detail"] == "run complete"
     status = json.loads((run_dir / "envserver" / "status.json").read_text())
     assert paused in status["live"], status  # up at the end
+
+
+def launcher_events(run_dir: Path) -> list[dict]:
+    return rows(run_dir / "events.jsonl")
+
+
+def test_supervised_run_restarts_killed_agents_from_their_checkpoints(tmp_path):
+    """`khop run --restart`: SIGKILL half of the agents at random moments; each comes back, loads its
+    newest checkpoint (the weights it holds right after loading hash like the file's), keeps
+    training, and metrics.jsonl keeps every row ever written, byte for byte, with no update of one
+    incarnation written twice."""
+    run_dir = tmp_path / "run"
+    rng = random.Random(int(os.environ.get("KHOP_FAULT_SEED", "6")))
+    victims = sorted(rng.sample(range(6), 3))
+    proc = khop_run(run_dir, "--task", "coop-game", "--steps", "8000", "--envs", "4", "--deadline", "10",
+                    "--checkpoint-every", "2", "--set", "rollout_len=16", "--set", "keep_checkpoints=1000",
+                    "--restart", "--max-restarts", "3")
+    before_kill: dict[int, bytes] = {}
+    try:
+        wait_started(run_dir, proc)
+        for v in victims:
+            wait_for(f"a checkpoint of agent {v}",
+                     lambda: list((run_dir / f"agent-{v}" / "checkpoints").glob("ckpt-*.pt")), 300, proc)
+            time.sleep(rng.uniform(0.5, 5.0))
+            victim = children_by_role(proc)[v]
+            before_kill[v] = (run_dir / f"agent-{v}" / "metrics.jsonl").read_bytes()
+            victim.send_signal(signal.SIGKILL)
+        out = proc.communicate(timeout=900)[0].decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out[-3000:]
+    for v in victims:
+        assert f"agent-{v} exited with -9; restarting" in out, out[-3000:]
+    evs = launcher_events(run_dir)
+    assert sorted(e["process"] for e in evs if e["event"] == "process_restarted") == [f"agent-{v}" for v in victims]
+    for agent in range(6):
+        text = (run_dir / f"agent-{agent}" / "metrics.jsonl").read_text()
+        metrics = [json.loads(line) for line in text.splitlines()]
+        incarnations = list(dict.fromkeys(r["incarnation"] for r in metrics))
+        assert len(incarnations) == (2 if agent in victims else 1), (agent, incarnations)
+        keys = [(r["incarnation"], r["update"]) for r in metrics]
+        assert len(keys) == len(set(keys)), f"agent {agent} wrote an update twice"
+        if agent not in victims:
+            assert [r["update"] for r in metrics] == list(range(1, len(metrics) + 1))
+            continue
+        assert text.encode().startswith(before_kill[agent]), "rows written before the kill were changed"
+        first, second = ([r["update"] for r in metrics if r["incarnation"] == i] for i in incarnations)
+        assert first == list(range(1, len(first) + 1))
+        (resume,) = rows(run_dir / f"agent-{agent}" / "resume.jsonl")
+        assert resume["incarnation"] == incarnations[1]
+        ckpt = run_dir / f"agent-{agent}" / "checkpoints" / resume["checkpoint"]
+        saved = torch.load(ckpt, map_location="cpu", weights_only=True)
+        assert resume["modules_sha256"] == state_digest(saved["modules"]), "weights after load != checkpoint"
+        assert resume["update"] == saved["counters"]["n_updates"] <= first[-1]
+        # training goes on from the checkpoint's update count
+        assert second and second == list(range(resume["update"] + 1, resume["update"] + 1 + len(second)))
+        assert len(second) >= 3, f"agent {agent} hardly trained after its restart"
+    final = events(run_dir)[-1]
+    assert final["event"] == "server_stop" and final["detail"] == "run complete"
