@@ -138,3 +138,39 @@ def test_supervised_run_restarts_killed_agents_from_their_checkpoints(tmp_path):
         assert len(second) >= 3, f"agent {agent} hardly trained after its restart"
     final = events(run_dir)[-1]
     assert final["event"] == "server_stop" and final["detail"] == "run complete"
+
+
+def test_envserver_killed_and_restarted_agents_carry_on(tmp_path):
+    """SIGKILL the envserver of a supervised run: it is restarted on the same port, resumes the run's
+    step counter (the budget is honoured, not restarted), the agents notice, say HELLO again and
+    carry on — the same agent processes, their metric rows continuing."""
+    run_dir, steps = tmp_path / "run", 6000
+    proc = khop_run(run_dir, "--task", "coop-game", "--steps", str(steps), "--envs", "4", "--deadline", "10",
+                    "--set", "rollout_len=16", "--restart")
+    try:
+        wait_started(run_dir, proc)
+        wait_for("agent rows", lambda: all(len(metric_rows(run_dir, a)) >= 3 for a in range(6)), 300, proc)
+        children_by_role(proc)["envserver"].send_signal(signal.SIGKILL)
+        killed_at = time.time()
+        out = proc.communicate(timeout=900)[0].decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out[-3000:]
+    assert "envserver exited with -9; restarting" in out
+    assert [e["process"] for e in launcher_events(run_dir) if e["event"] == "process_restarted"] == ["envserver"]
+    starts = [e for e in events(run_dir) if e["event"] == "server_start"]
+    assert [s["detail"].split(",")[0] for s in starts] == ["incarnation 1", "incarnation 2"]
+    assert 0 < starts[1]["env_step"] < steps and "resumed" in starts[1]["detail"]
+    status = json.loads((run_dir / "envserver" / "status.json").read_text())
+    assert status["env_step"] == steps and status["incarnation"] == 2 and status["done"]
+    final = events(run_dir)[-1]
+    assert final["event"] == "server_stop" and final["detail"] == "run complete"
+    episode_steps = [r["env_step"] for r in rows(run_dir / "envserver" / "episodes.jsonl")]
+    assert episode_steps == sorted(episode_steps) and episode_steps[-1] > starts[1]["env_step"]
+    for a in range(6):
+        metrics = metric_rows(run_dir, a)
+        assert len({r["incarnation"] for r in metrics}) == 1, f"agent {a} was restarted; it should have carried on"
+        assert [r["update"] for r in metrics] == list(range(1, len(metrics) + 1))
+        assert len([r for r in metrics if r["time"] > killed_at]) >= 3, f"agent {a} stopped training"
+        assert "rejoined a restarted envserver" in (run_dir / f"agent-{a}" / "log.txt").read_text()
