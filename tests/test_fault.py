@@ -8,12 +8,11 @@ import subprocess
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 import torch
+from test_e2e import children_by_role, khop_run, wait_started
 
 from agentd.learner.checkpoint import state_digest
-from test_e2e import children_by_role, khop_run, wait_started
 
 pytestmark = pytest.mark.slow
 
@@ -100,7 +99,7 @@ def test_supervised_run_restarts_killed_agents_from_their_checkpoints(tmp_path):
         wait_started(run_dir, proc)
         for v in victims:
             wait_for(f"a checkpoint of agent {v}",
-                     lambda: list((run_dir / f"agent-{v}" / "checkpoints").glob("ckpt-*.pt")), 300, proc)
+                     lambda v=v: list((run_dir / f"agent-{v}" / "checkpoints").glob("ckpt-*.pt")), 300, proc)
             time.sleep(rng.uniform(0.5, 5.0))
             victim = children_by_role(proc)[v]
             before_kill[v] = (run_dir / f"agent-{v}" / "metrics.jsonl").read_bytes()
