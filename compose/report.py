@@ -216,13 +216,17 @@ def _comm_stats(metrics: dict[AgentId, list[dict]], n_envs: int = 0) -> dict[str
 
 
 def _event_stats(events: list[dict]) -> dict[str, Any]:
-    """Up/down events matter for reading a curve (a dip may be a crashed agent)."""
-    updown = [e for e in events if e.get("event") in ("agent_down", "agent_up")]
+    """Up/down events and envserver restarts matter for reading a curve (a dip may be a crashed agent)."""
+    restarts = [e for e in events if e.get("event") == "server_start" and "resumed" in str(e.get("detail"))]
+    updown = [e for e in events if e.get("event") in ("agent_down", "agent_up", "agent_rejoin", "no_agents")
+              or e in restarts]
     return {
         "events": events,
         "agent_events": updown,
         "agent_down": sum(e.get("event") == "agent_down" for e in events),
         "agent_up": sum(e.get("event") == "agent_up" for e in events),
+        "agent_rejoin": sum(e.get("event") == "agent_rejoin" for e in events),
+        "server_restarts": len(restarts),
         "errors": sum(e.get("event") == "error" for e in events),
     }
 
@@ -412,7 +416,8 @@ def _md_events(s: dict) -> list[str]:
     evs = s["agent_events"]
     if not evs and not s["errors"]:
         return ["_No agent up/down events._", ""]
-    lines = [f"- agent_down: {s['agent_down']}, agent_up: {s['agent_up']}, errors: {s['errors']}", ""]
+    lines = [f"- agent_down: {s['agent_down']}, agent_up: {s['agent_up']}, agent_rejoin: {s['agent_rejoin']}, "
+             f"envserver restarts: {s['server_restarts']}, errors: {s['errors']}", ""]
     if evs:
         lines += ["| env step | event | agent | detail |", "|---|---|---|---|"]
         lines += [
