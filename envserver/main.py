@@ -8,6 +8,7 @@ from pathlib import Path
 
 import zmq
 
+from .clock import read_clock
 from .server import EnvServer, ServerConfig
 from .tasks import make_task, task_names
 
@@ -36,7 +37,10 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--envs must be >= 1, got {args.envs}")
         if args.steps < 1:
             raise ValueError(f"--steps must be >= 1, got {args.steps}")
-        task = make_task(args.task, n_envs=args.envs, seed=args.seed)
+        previous = None if args.fresh else read_clock(args.run_dir / "clock")
+        # a restarted server draws new initial states rather than replaying the run's first episodes
+        task_seed = args.seed if previous is None else hash((args.seed, previous.starts)) % 2**31
+        task = make_task(args.task, n_envs=args.envs, seed=task_seed)
     except ValueError as err:
         print(f"envserver: error: {err}", file=sys.stderr)
         return 2
