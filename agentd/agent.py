@@ -24,10 +24,12 @@ from envserver.tasks.base import AgentSpec
 from topologies import load_topology, neighbours
 
 from .core import AgentCore
+from .envlink import EnvLink
 from .learner import Learner
 from .links import LinkSpec, NeighbourLinks, link_specs
 from .update_phase import LinkMailbox, update_protocol
-from .relay import DEFAULT_MAX_PERIOD, KHopRelay, RelayNode, RelayPlan, actor_input, default_round_timeout_s
+from .relay import (DEFAULT_MAX_PERIOD, KHopRelay, RelayNode, RelayPlan, actor_input, deadline_round_timeout_s,
+                    default_round_timeout_s)
 
 log = logging.getLogger("agentd")
 
@@ -62,28 +64,10 @@ class Agent:
             raise ValueError(f"agent {cfg.agent} is not a node of topology {cfg.topology}")
         self.graph = graph
         self.ctx = zmq.Context()
-        self.env = self.ctx.socket(zmq.DEALER)
-        self.env.setsockopt(zmq.LINGER, 0)
-        self.env.setsockopt(zmq.MAXMSGSIZE, P.DEFAULT_MAX_MESSAGE_BYTES)
-        self.env.connect(cfg.env)
         self.stop_requested = False
         self.incarnation = int(time.time() * 1000) % 2**31  # tells rows of a restarted process apart
-
-    # --- joining ---------------------------------------------------------------------------
-    def join(self, resume: bool) -> P.Message:
-        hello = P.encode("HELLO", {"agent": self.cfg.agent, "version": P.PROTOCOL_VERSION, "resume": resume,
-                                   "incarnation": self.incarnation})
-        end = time.monotonic() + self.cfg.join_timeout_s
-        self.env.send_multipart(hello)
-        while time.monotonic() < end and not self.stop_requested:
-            if not self.env.poll(200):
-                continue
-            msg = P.decode(self.env.recv_multipart())
-            if msg.type == "WELCOME":
-                return msg
-            if msg.type == "ERROR":
-                raise RuntimeError(f"envserver refused HELLO: {msg['reason']}")
-        raise TimeoutError(f"no WELCOME from {self.cfg.env} within {self.cfg.join_timeout_s:.0f} s")
+        self.envlink = EnvLink(self.ctx, cfg.env, cfg.agent, self.incarnation)
+        self.env = self.envlink.sock
 
     def _setup(self, welcome: P.Message) -> None:
         me = self.cfg.agent
@@ -100,7 +84,8 @@ class Agent:
                          cfg.budget_max_period)
         # every agent derives the same slot length from the whole graph, so the round slots line up
         every_link = {(u, v): spec for u in self.graph for v, spec in link_specs(self.graph, u, cfg.link).items()}
-        round_timeout = cfg.round_timeout_s or default_round_timeout_s(plan, every_link)
+        round_timeout = (cfg.round_timeout_s or default_round_timeout_s(plan, every_link)
+                         or min(cfg.link_timeout_s, deadline_round_timeout_s(plan, welcome["deadline_s"])))
         my_links = link_specs(self.graph, me, cfg.link)
         node = self.graph.nodes[me]  # "bind", where set (containers: tcp://*:PORT), is what this agent binds
         self.links = NeighbourLinks(self.ctx, me, node.get("bind", node["address"]), peers,
@@ -133,7 +118,7 @@ class Agent:
     # --- the loop --------------------------------------------------------------------------
     def run(self) -> int:
         resume = Learner.latest_checkpoint(self.dir / "checkpoints") is not None
-        welcome = self.join(resume=resume)
+        welcome = self.envlink.join(resume, self.cfg.join_timeout_s, lambda: self.stop_requested)
         self._setup(welcome)
         if self.core.resumed_from is not None:
             log.info("agent %d resumed from %s", self.cfg.agent, self.core.resumed_from.name)
@@ -148,25 +133,36 @@ class Agent:
                 if self.links.inbox in ready:
                     self.links.pump()
                 if self.env not in ready:
+                    why = self.envlink.needs_hello()
+                    if why:
+                        log.warning("agent %d says HELLO again: %s", self.cfg.agent, why)
+                        self.envlink.hello(resume=True)
                     continue
                 msg = P.decode(self.env.recv_multipart(copy=True))
+                self.envlink.heard()
                 if msg.type == "BYE":
                     reason = msg["reason"]
                     break
                 if msg.type == "ERROR":
                     log.warning("envserver: %s", msg["reason"])
+                elif msg.type == "WELCOME":
+                    if self.envlink.welcomed(msg):
+                        log.warning("agent %d rejoined a restarted envserver (incarnation %d)", self.cfg.agent,
+                                    msg["incarnation"])
                 elif msg.type == "STEP":
                     self._on_step(msg)
         finally:
             self.core.close()
             self.links.close()
-            self.env.close(linger=0)
+            self.envlink.close()
             self.ctx.term()
         log.info("agent %d finished: %s", self.cfg.agent, reason)
         return 0
 
     def _on_step(self, msg: P.Message) -> None:
         t = msg["t"]
+        if t <= self.core.last_t:  # a STEP re-sent when we said HELLO again: already answered
+            return
         obs = P.check_array(msg, "obs", (self.E, self.spec.obs_dim), np.float32)
         critic_in = self.relay.exchange(t, obs)
         a = msg.arrays
@@ -174,6 +170,7 @@ class Agent:
                                 a["cost"], a["terminated"] | a["truncated"])
         self.env.send_multipart(P.encode("ACT", {"agent": self.cfg.agent, "t": t}, {"action": action}),
                                 copy=False)
+        self.envlink.sent()
 
     def install_signal_handlers(self) -> None:
         def stop(signum: int, _frame: object) -> None:

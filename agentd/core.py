@@ -20,6 +20,7 @@ from envserver.jsonl import JsonlWriter
 from envserver.tasks.base import AgentSpec
 
 from .learner import Learner, make_learner
+from .learner.checkpoint import state_digest
 from .learner.defaults import defaults_for
 
 
@@ -46,11 +47,20 @@ class AgentCore:
         self.resumed_from = latest
         if latest is not None:
             self.learner.load_checkpoint(latest)
+            self._record_resume(latest)
         (agent_dir / "learner_config.json").write_text(json.dumps(
             {"algo": algo, "critic_dim": critic_dim, **(describe or {}),
              **dataclasses.asdict(self.learner.cfg)}, indent=1))
         self.metrics = JsonlWriter(agent_dir / "metrics.jsonl")
         self.last_t = -1
+
+    def _record_resume(self, path: Path) -> None:
+        """resume.jsonl: which checkpoint this incarnation loaded and a digest of the weights and
+        optimiser states it holds right after loading, checkable against the file (checkpoint.state_digest)."""
+        with JsonlWriter(self.dir / "resume.jsonl") as out:
+            out.write({"time": time.time(), "incarnation": self.incarnation, "checkpoint": path.name,
+                       "update": int(self.learner.n_updates),
+                       "modules_sha256": state_digest(self.learner.state_dict()["modules"])})
 
     def step(self, t: int, obs: np.ndarray, critic_in: np.ndarray, reward: np.ndarray, cost: np.ndarray,
              done: np.ndarray) -> np.ndarray:

@@ -29,13 +29,19 @@ exchange is due. The actor sees its own observation only (see README, "Communica
 
 Round protocol: round r of step t closes at a slot deadline, step start + r × round timeout, or as
 soon as every expected message is in. With reliable links (no emulated loss) the round timeout is
-the link timeout (30 s): every message is waited for and the state is exact. With lossy links it
-is short (default 100 ms + twice the worst link latency; ``--round-timeout-ms``): a lost message
-shows up only as a missing message at the deadline — as on a real network, nobody is told — and
-its entries (and whatever only it would have relayed) are absent for that step. Anchoring the
-deadlines to the step start keeps a late round from cascading into the next one. A neighbour from
-which nothing at all has been heard for the link timeout is *silent*: no longer waited for, until
-any message from it arrives.
+half the envserver's ACT deadline shared out over the rounds (at most the link timeout): every
+live neighbour's message is waited for and the state is exact, yet waiting for a dead one cannot
+make the waiting agent miss the deadline too (a cascade that would get its neighbours marked
+down). With lossy links it is short (default 100 ms + twice the worst link latency;
+``--round-timeout-ms``): a lost message shows up only as a missing message at the deadline — as
+on a real network, nobody is told — and its entries (and whatever only it would have relayed) are
+absent for that step. Anchoring the deadlines to the step start keeps a late round from cascading
+into the next one. A neighbour that is *silent* is no longer waited for, until any message from it
+arrives: on a reliable link, from the first message it owed and did not send (TCP loses nothing,
+so it is dead, stopped or cut off; waiting a slot per step for it would slow everyone); on a lossy
+link, only after nothing at all has been heard from it for the link timeout (a lost message never
+makes a neighbour silent). Messages for later steps or rounds are kept (the newest few) for when
+their round comes: an agent back from a pause finds its neighbours ahead of it.
 
 A sender that owes a neighbour a message in a round but has none of its rows (lost upstream)
 sends an empty STATE, a control marker of ~40 bytes, so the receiver does not wait for nothing.
@@ -303,6 +309,17 @@ def actor_input(obs: np.ndarray, node: RelayNode, with_mask: bool) -> np.ndarray
 # --------------------------------------------------------------------------- over sockets
 
 
+#: share of the envserver's ACT deadline the relay's rounds may use; the rest is the update and the ACT
+RELAY_DEADLINE_SHARE = 0.5
+
+
+def deadline_round_timeout_s(plan: RelayPlan, deadline_s: float) -> float:
+    """The reliable-link round slot: the rounds of one step together wait at most half the ACT
+    deadline, so an agent waiting for a dead neighbour still acts in time."""
+    rounds = max(1, plan.level.hops if plan.mode == "sync" else 1)
+    return RELAY_DEADLINE_SHARE * deadline_s / rounds
+
+
 def default_round_timeout_s(plan: RelayPlan, specs: Mapping[Any, LinkSpec]) -> float | None:
     """100 ms + twice the worst latency of any emulated link for the largest planned message, when
     some link is lossy; None (wait up to the link timeout) when every link is reliable."""
@@ -323,12 +340,14 @@ class KHopRelay:
         self.link_timeout_s = link_timeout_s
         self.slot_s = round_timeout_s if round_timeout_s else link_timeout_s
         self.critic_dim = node.critic_dim
-        self.silent: set[int] = set()  # nothing heard for link_timeout_s; not awaited until they speak
+        self.silent: set[int] = set()  # not awaited until they speak (module docstring)
+        self.lossy = {p for p, e in links.emulators.items() if e.spec.loss > 0}
         started = clock()
         self.last_heard = {p: started for p in links.peers}
         self._early: dict[tuple[int, int], dict[int, P.Message]] = defaultdict(dict)
         self.update_msgs: list[tuple[int, P.Message]] = []  # TOKEN/QVALS read during a round, for the learner
         self._at = (-1, 0)  # the (step, round) being gathered, or the last one closed
+        self._early_keys = 2 * (node.plan.kappa + 1)  # (step, round) keys kept ahead: the newest
         self.round_timeouts = 0  # expected messages still missing at a slot deadline
         self.late_msgs = 0  # arrived after their round closed
         self.step_bytes = 0  # wire bytes sent in the last exchange
@@ -370,7 +389,8 @@ class KHopRelay:
             now = self.clock()
             if waiting and now >= deadline:
                 self.round_timeouts += len(waiting)
-                self.silent |= {p for p in waiting if now - self.last_heard[p] >= self.link_timeout_s}
+                self.silent |= {p for p in waiting
+                                if p not in self.lossy or now - self.last_heard[p] >= self.link_timeout_s}
                 break
             item = self.links.recv(min(deadline - now, 0.2) * 1000 if waiting else 0)
             if item is None:
@@ -397,10 +417,18 @@ class KHopRelay:
         self.heard(peer)
         if msg.type != "STATE":
             self.update_msgs.append((peer, msg))
-        elif self._at < (msg["t"], msg["round"]) and msg["t"] <= self._at[0] + 1:
-            self._early[(msg["t"], msg["round"])][peer] = msg
+        elif self._at < (msg["t"], msg["round"]):
+            self._keep_early((msg["t"], msg["round"]), peer, msg)
         else:
             self.late_msgs += 1
+
+    def _keep_early(self, key: tuple[int, int], peer: int, msg: P.Message) -> None:
+        """A neighbour already in a later round or step (it is faster, or we were paused): keep its
+        message for then — only the newest few rounds, so a backlog cannot grow without bound."""
+        self._early[key][peer] = msg
+        while len(self._early) > self._early_keys:
+            dropped = self._early.pop(min(self._early))
+            self.late_msgs += len(dropped)
 
     def stats(self) -> dict[str, float]:
         return {**self.node.stats(), "round_timeouts": self.round_timeouts, "late_msgs": self.late_msgs,

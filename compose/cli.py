@@ -44,6 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.add_argument("--inprocess", action="store_true",
                    help="run every agent in this one process with no sockets (reference mode)")
+    r.add_argument("--restart", action="store_true",
+                   help="restart any agent or envserver process that dies (exponential backoff); agents "
+                        "resume from their newest checkpoint, the envserver from its step counter")
+    r.add_argument("--max-restarts", type=int, default=DEFAULTS.max_restarts, metavar="N",
+                   help=f"restarts per process with --restart (default {DEFAULTS.max_restarts})")
     add_comm_arguments(r, DEFAULTS)
 
     from . import sweep
@@ -62,7 +67,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = RunConfig(task=args.task, algo=args.algo, topology=args.topology, kappa=args.kappa, steps=args.steps,
                     envs=args.envs, seed=args.seed, run_dir=args.run_dir, overrides=args.overrides,
                     deadline_s=args.deadline, checkpoint_every=args.checkpoint_every, progress=not args.no_progress,
-                    inprocess=args.inprocess, **comm_options(args))
+                    inprocess=args.inprocess, restart=args.restart, max_restarts=args.max_restarts,
+                    **comm_options(args))
     launch = Launch(cfg)
     code = launch.run()
     summary = launch.dir / "report" / "summary.md"

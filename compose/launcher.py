@@ -24,6 +24,7 @@ from topologies import TopologyError, diameter, resolve_topology, save_topology
 from .inprocess import run_inprocess
 from .progress import ProgressBar, TailState, tail_episodes
 from .report import write_report
+from .supervisor import RestartPolicy, Supervisor
 
 PR_SET_PDEATHSIG = 1
 
@@ -58,6 +59,8 @@ class RunConfig:
     round_timeout_ms: float | None = None  # relay round slot; None = derived
     actor_mask: bool = False  # actor input = own obs + direct neighbours' presence bits
     kappa_rule: str = ""  # where the effective κ came from (set by validate(), recorded in config.json)
+    restart: bool = False  # supervise: restart any process that dies (compose/supervisor.py)
+    max_restarts: int = 5  # per process, with --restart
 
 
 def code_version() -> str:
@@ -110,6 +113,10 @@ def validate(cfg: RunConfig):
         raise LaunchError(f"--kappa must be >= 0, got {cfg.kappa}")
     if cfg.steps < 1 or cfg.envs < 1:
         raise LaunchError(f"--steps and --envs must be >= 1, got {cfg.steps} and {cfg.envs}")
+    if cfg.max_restarts < 0:
+        raise LaunchError(f"--max-restarts must be >= 0, got {cfg.max_restarts}")
+    if cfg.restart and cfg.inprocess:
+        raise LaunchError("--restart supervises agent processes; --inprocess runs none")
     try:
         graph = resolve_topology(cfg.topology or spec.topology, spec.n_agents)
     except TopologyError as err:
@@ -241,6 +248,7 @@ class Launch:
             raise LaunchError(f"run directory {self.dir} already holds a run; choose another --run-dir")
         self.procs: dict[str, subprocess.Popen] = {}
         self.interrupted = False
+        self._told_to_stop = False
 
     def prepare(self) -> Path:
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -262,8 +270,30 @@ class Launch:
                 for name, a in args.items()}
 
     def start(self) -> None:
-        for name, cmd in self._commands().items():
-            self.procs[name] = spawn(cmd, self.dir / name / "log.txt")
+        commands = self._commands()
+
+        def start_one(name: str) -> subprocess.Popen:
+            return spawn(commands[name], self.dir / name / "log.txt")
+        self.supervisor = Supervisor(self.procs, start_one, RestartPolicy(self.cfg.restart, self.cfg.max_restarts),
+                                     self.dir / "events.jsonl")
+        for name in commands:
+            self.procs[name] = start_one(name)
+
+    def _served(self) -> bool:
+        """The envserver is done for good: finished (exit 0) or dead and not coming back. With every
+        agent down for good it is told to stop, since nobody is left to serve."""
+        sup = self.supervisor
+        sup.check()
+        env = self.procs["envserver"]
+        agents = [n for n in self.procs if n != "envserver"]
+        if env.poll() is None and all(self.procs[n].poll() is not None and not sup.pending(n) for n in agents):
+            if not self._told_to_stop:
+                print("khop run: every agent is down for good; stopping the envserver", file=sys.stderr)
+                env.send_signal(signal.SIGTERM)
+                self._told_to_stop = True
+            return False
+        code = env.poll()
+        return code is not None and not sup.pending("envserver") and (code == 0 or sup.down_for_good("envserver"))
 
     def stop(self, grace_s: float = 15.0) -> None:
         """SIGTERM everyone still running, give them time to checkpoint, then SIGKILL."""
@@ -282,9 +312,8 @@ class Launch:
         bar = ProgressBar(self.cfg.steps) if self.cfg.progress else None
         tail_state = TailState()
         recent: list[dict] = []
-        env = self.procs["envserver"]
         status_file = self.dir / "envserver" / "status.json"
-        while env.poll() is None and not self.interrupted:
+        while not self.interrupted and not self._served():
             time.sleep(0.5)
             if bar is None:
                 continue
@@ -303,6 +332,7 @@ class Launch:
         end = time.monotonic() + 60
         while any(p.poll() is None for p in self.procs.values()) and time.monotonic() < end and not self.interrupted:
             time.sleep(0.2)
+        self.supervisor.check(restarting=False)
 
     def run(self) -> int:
         """Run, report, and record the outcome in DIR/run_status.json (what `khop sweep` resumes by)."""
@@ -332,6 +362,9 @@ class Launch:
                 self.watch()
         finally:
             self.stop()
+            if self.procs:
+                self.supervisor.check(restarting=False)
+                self.supervisor.close()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         codes = {name: p.returncode for name, p in self.procs.items()}

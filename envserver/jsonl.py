@@ -12,6 +12,15 @@ class JsonlWriter:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._f = open(path, "a", encoding="utf-8")
+        if self._f.tell() and not _ends_with_newline(path):
+            self._f.write("\n")  # a predecessor killed mid-row: end its torn row, never glue ours to it
+            self._f.flush()
+
+    def __enter__(self) -> "JsonlWriter":
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
 
     def write(self, row: dict) -> None:
         self._f.write(json.dumps(row) + "\n")
@@ -19,3 +28,9 @@ class JsonlWriter:
 
     def close(self) -> None:
         self._f.close()
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with open(path, "rb") as f:
+        f.seek(-1, 2)
+        return f.read(1) == b"\n"

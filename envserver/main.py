@@ -6,6 +6,9 @@ import logging
 import sys
 from pathlib import Path
 
+import zmq
+
+from .clock import read_clock
 from .server import EnvServer, ServerConfig
 from .tasks import make_task, task_names
 
@@ -20,6 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--deadline", type=float, default=30.0, help="seconds to wait for an agent's ACT")
     p.add_argument("--join-timeout", type=float, default=300.0, help="seconds to wait for every agent to join")
     p.add_argument("--run-dir", type=Path, default=Path("run/envserver"), help="where episodes.jsonl goes")
+    p.add_argument("--fresh", action="store_true",
+                   help="start the step counter at 0 even if a previous server left a clock in --run-dir "
+                        "(default: a restarted server continues its run's step counter and budget)")
     return p
 
 
@@ -31,13 +37,20 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--envs must be >= 1, got {args.envs}")
         if args.steps < 1:
             raise ValueError(f"--steps must be >= 1, got {args.steps}")
-        task = make_task(args.task, n_envs=args.envs, seed=args.seed)
+        previous = None if args.fresh else read_clock(args.run_dir / "clock")
+        # a restarted server draws new initial states rather than replaying the run's first episodes
+        task_seed = args.seed if previous is None else hash((args.seed, previous.starts)) % 2**31
+        task = make_task(args.task, n_envs=args.envs, seed=task_seed)
     except ValueError as err:
         print(f"envserver: error: {err}", file=sys.stderr)
         return 2
     cfg = ServerConfig(bind=args.bind, run_dir=args.run_dir, max_env_steps=args.steps,
-                       deadline_s=args.deadline, join_timeout_s=args.join_timeout)
-    server = EnvServer(task, cfg, seed=args.seed)
+                       deadline_s=args.deadline, join_timeout_s=args.join_timeout, resume=not args.fresh)
+    try:
+        server = EnvServer(task, cfg, seed=args.seed)
+    except (ValueError, zmq.ZMQError) as err:  # a damaged clock record, a port in use
+        print(f"envserver: error: {err}", file=sys.stderr)
+        return 2
     server.install_signal_handlers()
     logging.info("serving %s (%d agents, %d envs) on %s", task.spec.name, task.spec.n_agents, args.envs,
                  server.endpoint)

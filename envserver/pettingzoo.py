@@ -107,7 +107,7 @@ class _Session:
             self.log = log_dir / "log.txt"
             cmd = [sys.executable, "-m", "envserver.main", "--task", task, "--bind", endpoint, "--envs", "1",
                    "--seed", str(seed), "--steps", str(SERVER_STEPS), "--deadline", str(SERVER_DEADLINE_S),
-                   "--join-timeout", str(timeout_s), "--run-dir", str(log_dir)]
+                   "--join-timeout", str(timeout_s), "--run-dir", str(log_dir), "--fresh"]
             env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "PYGAME_HIDE_SUPPORT_PROMPT": "1"}
             with open(self.log, "ab") as log:
                 self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

@@ -18,7 +18,8 @@ type       direction    fields / buffers
 =========  ===========  ====================================================================
 HELLO      agent → env  agent:int, version:int, resume:bool, incarnation:int
 WELCOME    env → agent  agent, task, n_agents, n_envs, episode_length, seed, agents:[spec],
-                        cost_names, cost_limits
+                        cost_names, cost_limits, deadline_s (the ACT deadline, which bounds the
+                        agents' relay waits), incarnation (changes when the envserver restarts)
 STEP       env → agent  t:int; obs[E,obs_dim] f32, reward[E] f32, cost[E,C] f32,
                         terminated[E] u1, truncated[E] u1
 ACT        agent → env  agent:int, t:int; action: [E,act_dim] f32 (continuous) | [E] i64
@@ -61,7 +62,7 @@ _FIELDS: dict[str, dict[str, tuple[type, ...]]] = {
     "WELCOME": {
         "agent": (int,), "task": (str,), "n_agents": (int,), "n_envs": (int,),
         "episode_length": (int,), "seed": (int,), "agents": (list,),
-        "cost_names": (list,), "cost_limits": (list,),
+        "cost_names": (list,), "cost_limits": (list,), "deadline_s": (float, int), "incarnation": (int,),
     },
     "STEP": {"t": (int,)},
     "ACT": {"agent": (int,), "t": (int,)},

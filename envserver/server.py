@@ -19,6 +19,7 @@ import numpy as np
 import zmq
 
 from . import protocol as P
+from .clock import ClockState, StepClock
 from .episodes import EpisodeLog
 from .jsonl import JsonlWriter
 from .tasks import VecTask
@@ -36,6 +37,7 @@ class ServerConfig:
     join_timeout_s: float = 300.0  # how long to wait for all agents' first HELLO
     max_message_bytes: int = 1 << 20  # an ACT is E·act_dim floats; anything near this is abuse
     status_every_s: float = 0.5
+    resume: bool = True  # continue the step counter and budget of a previous server on run_dir (clock file)
 
 
 class EnvServer:
@@ -57,6 +59,15 @@ class EnvServer:
         self.errors = 0
         self.stop_requested = False
         cfg.run_dir.mkdir(parents=True, exist_ok=True)
+        if not cfg.resume:
+            (cfg.run_dir / "clock").unlink(missing_ok=True)
+        self.clock = StepClock(cfg.run_dir / "clock")
+        before = self.clock.previous
+        self.resumed = before is not None
+        self.incarnation = 1 if before is None else before.starts + 1
+        if before is not None:  # a restart: past every STEP the predecessor may have sent
+            self.t, self.env_step = before.t + 1, before.env_step
+        self.clock.record(ClockState(self.t, self.env_step, self.incarnation))
         self.episodes = EpisodeLog(cfg.run_dir / "episodes.jsonl", self.E, self.spec.n_costs)
         self.events = JsonlWriter(cfg.run_dir / "events.jsonl")
         self._last_status = 0.0
@@ -99,6 +110,7 @@ class EnvServer:
             "episode_length": self.spec.episode_length, "seed": self.seed,
             "agents": [vars(a) for a in self.spec.agents],
             "cost_names": list(self.spec.cost_names), "cost_limits": list(self.spec.cost_limits),
+            "deadline_s": float(self.cfg.deadline_s), "incarnation": self.incarnation,
         })
 
     def _receive(self, timeout_ms: int) -> tuple[bytes, P.Message] | None:
@@ -125,29 +137,58 @@ class EnvServer:
         if msg["version"] != P.PROTOCOL_VERSION:
             self._reply_error(route, f"protocol version {msg['version']} unsupported (server speaks {P.PROTOCOL_VERSION})")
             return
-        rejoin = agent in self.routes
+        known = agent in self.routes
         self.routes[agent] = route
         self._send_to(route, self._welcome(agent))
         detail = f"incarnation {msg['incarnation']}, resume={msg['resume']}"
-        if agent not in self.live:
+        if not known:
             self.live.add(agent)
-            self._event("agent_up", agent, detail + (", rejoin" if rejoin else ""))
-        else:
+            self._event("agent_up", agent, detail)
+            self._send_current_step(agent)
+        elif agent in self.live:
             self._event("agent_rejoin", agent, detail + ", replaced its connection")
+            self._send_current_step(agent)
+        else:
+            self._readmit(agent, detail)
+
+    def _readmit(self, agent: int, why: str) -> None:
+        """A down agent spoke again (a late ACT or a new HELLO): wait for it from this step on."""
+        self.live.add(agent)
+        self._event("agent_rejoin", agent, why)
+        self._send_current_step(agent)
+
+    def _send_current_step(self, agent: int) -> None:
+        """Mid-step, hand a (re)admitted agent this step's STEP at once: the one we sent before went
+        to a dead predecessor or was never sent (the agent was down), and without it we would wait
+        for its ACT until the deadline and mark it down again."""
         if agent in self._step_frames:
-            # mid-step: hand the newcomer the current STEP now, or it would wait for a STEP that
-            # went to its dead predecessor while we wait for its ACT until the deadline
             self._send(agent, self._step_frames[agent])
 
     # --- the loop --------------------------------------------------------------------------
     def wait_for_agents(self) -> None:
-        """Block until every agent has said HELLO once, so the first step is not all fallbacks."""
-        end = time.monotonic() + self.cfg.join_timeout_s
+        """Block until every agent has said HELLO once, so the first step is not all fallbacks. A
+        restarted server waits at most one deadline for the full team (an agent may be dead for
+        good; it is admitted whenever it says HELLO), but never starts with nobody."""
+        start = time.monotonic()
+        end = start + self.cfg.join_timeout_s
         while len(self.routes) < self.n and not self.stop_requested:
+            if self.resumed and self.routes and time.monotonic() > start + self.cfg.deadline_s:
+                break
             if time.monotonic() > end:
                 raise TimeoutError(f"only agents {sorted(self.routes)} of {self.n} joined within "
                                    f"{self.cfg.join_timeout_s:.0f} s")
             self._receive(200)
+
+    def _wait_while_nobody_is_live(self) -> None:
+        """With every agent down, stepping on fallback actions alone would burn the run's budget in
+        seconds; wait until one speaks (a restarted agent's HELLO, a late ACT) or we are stopped."""
+        if self.live or self.stop_requested:
+            return
+        log.warning("no agent is live at step %d; waiting for one to come back", self.t)
+        self._event("no_agents", None, "every agent is down; the run waits")
+        while not self.live and not self.stop_requested:
+            self._receive(200)
+            self._write_status()
 
     def _collect_actions(self) -> list[np.ndarray]:
         actions: dict[int, np.ndarray] = {}
@@ -176,10 +217,9 @@ class EnvServer:
             self._reply_error(route, f"ACT from unknown agent {agent} (say HELLO first)")
             return None
         if msg["t"] != self.t:
-            if agent not in self.live and msg["t"] < self.t:  # a late agent is alive again
-                self.live.add(agent)
-                self._event("agent_up", agent, f"late ACT for step {msg['t']}")
             self._reply_error(route, f"stale step counter: ACT for step {msg['t']}, server is at {self.t}")
+            if agent not in self.live and msg["t"] < self.t:  # a late agent is alive again
+                self._readmit(agent, f"late ACT for step {msg['t']}")
             return None
         spec: AgentSpec = self.spec.agents[agent]
         try:
@@ -210,7 +250,7 @@ class EnvServer:
         self._last_status = now
         status = {"env_step": self.env_step, "t": self.t, "live": sorted(self.live), "errors": self.errors,
                   "max_env_steps": self.cfg.max_env_steps, "done": final, "time": time.time(),
-                  "started_at": self._started_at}
+                  "started_at": self._started_at, "incarnation": self.incarnation}
         tmp = self.cfg.run_dir / "status.json.tmp"
         tmp.write_text(json.dumps(status))
         tmp.replace(self.cfg.run_dir / "status.json")
@@ -218,16 +258,22 @@ class EnvServer:
     def serve(self) -> None:
         """Run until max_env_steps (summed over copies) or a stop request; always says BYE."""
         try:
+            self._event("server_start", None, f"incarnation {self.incarnation}" + (
+                f", resumed at env_step {self.env_step}, t {self.t}" if self.resumed else ""))
             self.wait_for_agents()
             obs = self.task.reset()
             self._started_at = time.time()
             reward = np.zeros(self.E, dtype=np.float32)
             cost = [np.zeros((self.E, self.spec.n_costs), dtype=np.float32)] * self.n
             done = np.zeros(self.E, dtype=bool)
-            trunc = np.zeros(self.E, dtype=bool)
+            # after a restart the episodes the agents were in ended with the old server: say so
+            trunc = np.full(self.E, self.resumed, dtype=bool)
             while self.env_step < self.cfg.max_env_steps and not self.stop_requested:
+                self._wait_while_nobody_is_live()
+                self.clock.record(ClockState(self.t, self.env_step, self.incarnation))
                 self._send_steps(obs, reward, cost, done, trunc)
                 actions = self._collect_actions()
+                self._step_frames = {}  # this step is closed: nobody is handed its STEP any more
                 if self.stop_requested:
                     break
                 res = self.task.step(actions)
@@ -247,6 +293,7 @@ class EnvServer:
         self._write_status(final=True)
         self.episodes.close()
         self.events.close()
+        self.clock.close()
         time.sleep(0.2)  # let BYE frames leave before the socket closes
         self.sock.close(linger=500)
         self.task.close()

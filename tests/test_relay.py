@@ -139,3 +139,14 @@ def test_silent_neighbour_becomes_presence_zero_and_cuts_what_only_it_relays():
         # cascade into a timeout between the live agents 0 and 1
         for t in range(4):
             np.testing.assert_array_equal(results[i][t], expected_input(graph, i, 2, t, absent=(2,)))
+
+
+def test_a_dead_neighbour_on_a_reliable_link_costs_one_round_slot_not_one_per_step():
+    """TCP loses nothing, so a neighbour that owed a message and sent none is dead, stopped or cut
+    off: it is silent from that first miss on (not after the 30 s link timeout), and the living
+    are not made to wait a slot for it in every round of every step."""
+    graph = generate("line", 4)
+    _, relays, _ = run_agents(graph, 2, steps=4, absent=(2,), timeout_s=30.0, round_timeout_s=0.3)
+    for i in (1, 3):
+        assert 2 in relays[i].silent
+        assert relays[i].round_timeouts == 1, relays[i].round_timeouts

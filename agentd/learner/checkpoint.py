@@ -8,6 +8,7 @@ Files are read with ``weights_only=True``: a checkpoint directory is data, never
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from pathlib import Path
@@ -88,3 +89,35 @@ def latest(directory: Path, required: frozenset[str] = frozenset()) -> Path | No
             continue
         return path
     return None
+
+
+def state_digest(state: Any) -> str:
+    """SHA-256 of a (nested) state: dict keys in sorted order, tensors and arrays by dtype, shape and
+    bytes, anything else by repr. Why: a restarted agent records the digest of the weights it holds
+    right after loading, so anyone can check them against the checkpoint file itself."""
+    h = hashlib.sha256()
+    _feed(h, state)
+    return h.hexdigest()
+
+
+def _feed(h: Any, x: Any) -> None:
+    if isinstance(x, dict):
+        h.update(b"{")
+        for k in sorted(x, key=repr):
+            h.update(repr(k).encode())
+            _feed(h, x[k])
+        h.update(b"}")
+    elif isinstance(x, (list, tuple)):
+        h.update(b"[")
+        for v in x:
+            _feed(h, v)
+        h.update(b"]")
+    elif isinstance(x, torch.Tensor):
+        t = x.detach().cpu().contiguous()
+        h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    elif hasattr(x, "dtype") and hasattr(x, "tobytes"):  # numpy array or scalar
+        h.update(f"A{x.dtype}{getattr(x, 'shape', ())}".encode())
+        h.update(x.tobytes())
+    else:
+        h.update(repr(x).encode())

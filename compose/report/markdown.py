@@ -145,7 +145,8 @@ def _md_events(s: dict) -> list[str]:
     evs = s["agent_events"]
     if not evs and not s["errors"]:
         return ["_No agent up/down events._", ""]
-    lines = [f"- agent_down: {s['agent_down']}, agent_up: {s['agent_up']}, errors: {s['errors']}", ""]
+    lines = [f"- agent_down: {s['agent_down']}, agent_up: {s['agent_up']}, agent_rejoin: {s['agent_rejoin']}, "
+             f"envserver restarts: {s['server_restarts']}, errors: {s['errors']}", ""]
     if evs:
         lines += ["| env step | event | agent | detail |", "|---|---|---|---|"]
         lines += [

@@ -127,13 +127,17 @@ def _comm_stats(metrics: dict[AgentId, list[dict]], n_envs: int = 0) -> dict[str
 
 
 def _event_stats(events: list[dict]) -> dict[str, Any]:
-    """Up/down events matter for reading a curve (a dip may be a crashed agent)."""
-    updown = [e for e in events if e.get("event") in ("agent_down", "agent_up")]
+    """Up/down events and envserver restarts matter for reading a curve (a dip may be a crashed agent)."""
+    restarts = [e for e in events if e.get("event") == "server_start" and "resumed" in str(e.get("detail"))]
+    updown = [e for e in events if e.get("event") in ("agent_down", "agent_up", "agent_rejoin", "no_agents")
+              or e in restarts]
     return {
         "events": events,
         "agent_events": updown,
         "agent_down": sum(e.get("event") == "agent_down" for e in events),
         "agent_up": sum(e.get("event") == "agent_up" for e in events),
+        "agent_rejoin": sum(e.get("event") == "agent_rejoin" for e in events),
+        "server_restarts": len(restarts),
         "errors": sum(e.get("event") == "error" for e in events),
     }
 
