@@ -26,8 +26,8 @@ from topologies import load_topology, neighbours
 from .core import AgentCore
 from .learner import Learner
 from .links import LinkSpec, NeighbourLinks, link_specs
-from .update_phase import LinkMailbox, update_protocol
 from .relay import DEFAULT_MAX_PERIOD, KHopRelay, RelayNode, RelayPlan, actor_input, default_round_timeout_s
+from .update_phase import LinkMailbox, update_protocol
 
 log = logging.getLogger("agentd")
 
