@@ -189,3 +189,18 @@ def test_update_messages_are_validated_like_every_frame():
     ]:
         with pytest.raises(P.ProtocolError, match=reason):
             P.decode([bytes(f) for f in P.encode("TOKEN", fields, arrays)])
+
+
+@pytest.mark.parametrize("bad", [np.ones(3, np.float32), -np.ones(4, np.float32)])
+def test_a_bad_token_is_refused_and_the_walk_goes_on(bad):
+    from envserver import protocol as P
+
+    g = generate("line", 2)
+    update = next(u for u in range(50) if plan_walk(g, 0, u) == [0, 1])
+    frames = P.encode("TOKEN", {"from": 0, "update": update, "pos": 1}, {"token": bad})
+    box = SimpleNamespace(sent=[], discard=lambda stale: None,
+                          wait=lambda peer, match, deadline: P.decode([bytes(f) for f in frames]))
+    box.send = lambda peer, fr: box.sent.append(peer)
+    learner = RecordingLearner(factor=2.0)
+    stats = TokenWalker(1, g, 0, box).run(update, learner, None)
+    assert learner.got is None and stats["token_timeouts"] == 1 and stats["token_from"] == [-1]
