@@ -27,9 +27,9 @@ from .core import AgentCore
 from .envlink import EnvLink
 from .learner import Learner
 from .links import LinkSpec, NeighbourLinks, link_specs
-from .update_phase import LinkMailbox, update_protocol
 from .relay import (DEFAULT_MAX_PERIOD, KHopRelay, RelayNode, RelayPlan, actor_input, deadline_round_timeout_s,
                     default_round_timeout_s)
+from .update_phase import LinkMailbox, update_protocol
 
 log = logging.getLogger("agentd")
 

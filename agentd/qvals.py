@@ -68,11 +68,13 @@ class QExchange:
             for o in origins:
                 msg = self.mailbox.wait(peer, lambda m, o=o: m.type == "QVALS" and m["update"] == self.update
                                         and m["origin"] == o, deadline)
-                if msg is None:
+                try:
+                    if msg is None:
+                        raise P.ProtocolError("none arrived")
+                    self.known[o] = P.check_array(msg, "q", (n,), np.float32)
+                except P.ProtocolError as err:
                     self.missing_total += 1
-                    log.warning("update %d: no Q-values of agent %d from agent %d; left out", self.update, o, peer)
-                    continue
-                self.known[o] = P.check_array(msg, "q", (n,), np.float32)
+                    log.warning("update %d: Q-values of agent %d from agent %d left out: %s", self.update, o, peer, err)
 
     def finish(self) -> dict[str, Any]:
         total = np.sum([self.known[o] for o in sorted(self.known)], axis=0, dtype=np.float64)

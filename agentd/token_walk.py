@@ -109,13 +109,14 @@ class TokenWalker:
             deadline = self.start if self.is_silent(prev) else self.start + p * self.slot_s
             msg = self.mailbox.wait(prev, lambda m: m.type == "TOKEN" and m["update"] == self.update
                                     and m["pos"] == p, deadline)
-            if msg is None:
+            token = self._checked(msg, prev)
+            if token is None:
                 self.timeouts += 1
                 self.received_from.append(-1)
-                log.warning("token walk %d: no token from agent %d for position %d; going on with %s",
+                log.warning("token walk %d: no usable token from agent %d for position %d; going on with %s",
                             self.update, prev, p, "ones" if self.stats is None else "my own")
             else:
-                self.token = P.check_array(msg, "token", (self._n(),), np.float32)
+                self.token = token
                 self.received_from.append(prev)
         if self.stats is None:
             self.stats = self.learner.update(self.critic_in, self.token)
@@ -125,8 +126,21 @@ class TokenWalker:
             self.mailbox.send(self.walk[p + 1], P.encode(
                 "TOKEN", {"from": self.me, "update": self.update, "pos": p + 1}, {"token": self.token}))
 
-    def _n(self) -> int:
-        return self.learner.cfg.rollout_len * self.learner.n_envs
+    def _checked(self, msg: P.Message | None, peer: int) -> np.ndarray | None:
+        """The token a TOKEN carries, or None (logged) when it is not one this learner can take: a
+        neighbour's bad frame must not stop this agent."""
+        if msg is None:
+            return None
+        n = self.learner.cfg.rollout_len * self.learner.n_envs
+        try:
+            token = P.check_array(msg, "token", (n,), np.float32)
+        except P.ProtocolError as err:
+            log.warning("refused a TOKEN from agent %d: %s", peer, err)
+            return None
+        if (token < 0).any():
+            log.warning("refused a TOKEN from agent %d: negative entries", peer)
+            return None
+        return token
 
     def finish(self) -> dict[str, Any]:
         assert self.stats is not None, "finish() before this agent's first visit"

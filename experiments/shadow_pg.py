@@ -16,8 +16,9 @@ One iteration t, for every agent i at once (the paper's lines 3–7):
   7  θ_i ← θ_i + η·g̃_i                                                          (eq. 22).
 
 The policy is the localized tabular softmax π^i(a_i | s_i) (the κ = 0 policy class; every κ here
-is the radius of the critic/communication, as in khop). The distributed learner should match
-:class:`ShadowPG` step for step given the same samples.
+is the radius of the critic/communication, as in khop). The distributed agentd learner
+(``--algo shadow-pg``, agentd/learner/shadow_pg.py) is a practical variant of the same algorithm
+(MLP actor, Adam, TD(λ) critic on lockstep samples), not a step-for-step copy of this reference.
 
     python -m experiments.shadow_pg
 """

@@ -171,3 +171,36 @@ def test_distributed_walk_follows_the_plan_along_edges(tmp_path, algo, topology)
         counted = {int(k): v for k, v in rows[-1]["msgs_sent_update_to"].items()}
         assert counted == {j: n for j, n in sent[i].items() if n}  # the link counters saw exactly the planned hops
         assert all(g.has_edge(i, j) for j in counted)
+
+
+def test_update_messages_are_validated_like_every_frame():
+    from envserver import protocol as P
+
+    token = np.arange(6, dtype=np.float32)
+    msg = P.decode([bytes(f) for f in P.encode("TOKEN", {"from": 1, "update": 3, "pos": 2}, {"token": token})])
+    assert (msg.type, msg["pos"]) == ("TOKEN", 2) and np.array_equal(msg.arrays["token"], token)
+    q = P.decode([bytes(f) for f in P.encode("QVALS", {"from": 1, "update": 3, "origin": 4, "hops": 1}, {"q": token})])
+    assert q["origin"] == 4 and np.array_equal(q.arrays["q"], token)
+    for fields, arrays, reason in [
+        ({"from": 1, "update": 3, "pos": -1}, {"token": token}, "negative"),
+        ({"from": 1, "update": 3, "pos": 1}, {}, "lacks buffer 'token'"),
+        ({"from": 1, "update": 3}, {"token": token}, "lacks field 'pos'"),
+        ({"from": 1, "update": 3, "pos": 1}, {"token": np.array([np.nan], np.float32)}, "NaN"),
+    ]:
+        with pytest.raises(P.ProtocolError, match=reason):
+            P.decode([bytes(f) for f in P.encode("TOKEN", fields, arrays)])
+
+
+@pytest.mark.parametrize("bad", [np.ones(3, np.float32), -np.ones(4, np.float32)])
+def test_a_bad_token_is_refused_and_the_walk_goes_on(bad):
+    from envserver import protocol as P
+
+    g = generate("line", 2)
+    update = next(u for u in range(50) if plan_walk(g, 0, u) == [0, 1])
+    frames = P.encode("TOKEN", {"from": 0, "update": update, "pos": 1}, {"token": bad})
+    box = SimpleNamespace(sent=[], discard=lambda stale: None,
+                          wait=lambda peer, match, deadline: P.decode([bytes(f) for f in frames]))
+    box.send = lambda peer, fr: box.sent.append(peer)
+    learner = RecordingLearner(factor=2.0)
+    stats = TokenWalker(1, g, 0, box).run(update, learner, None)
+    assert learner.got is None and stats["token_timeouts"] == 1 and stats["token_from"] == [-1]
