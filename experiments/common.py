@@ -58,11 +58,13 @@ class Cell:
     envs: int = 16
     overrides: list[str] = field(default_factory=list)
     label: str = ""  # what the cell stands for in a figure (default: algo)
+    kappa: int = 1
 
     @property
     def name(self) -> str:
-        tag = "".join(f"-{o.replace('=', '')}" for o in self.overrides)
-        return f"{self.task}-{self.algo}{tag}-n{self.steps}-e{self.envs}-s{self.seed}"
+        tag = "".join(f"-{o.replace('=', '').replace(',', '_')}" for o in self.overrides)
+        k = f"-k{self.kappa}" if self.kappa != 1 else ""  # κ = 1 cells keep their (cached) names
+        return f"{self.task}-{self.algo}{tag}{k}-n{self.steps}-e{self.envs}-s{self.seed}"
 
     def run_dir(self, group: str) -> Path:
         return RUNS / group / self.name
@@ -71,7 +73,7 @@ class Cell:
         # = `khop run --inprocess --no-progress ...`, through the library API (experiments/run_cell.py)
         cmd = [sys.executable, "-m", "experiments.run_cell", "--task", self.task,
                "--algo", self.algo, "--seed", str(self.seed), "--steps", str(self.steps), "--envs", str(self.envs),
-               "--run-dir", str(self.run_dir(group))]
+               "--kappa", str(self.kappa), "--run-dir", str(self.run_dir(group))]
         for o in self.overrides:
             cmd += ["--set", o]
         return cmd
