@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import statistics
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from compose.launcher import RunConfig
 from envserver.tasks import task_spec
@@ -61,12 +61,11 @@ def measure_cell(task: str, kappa: int, envs: int, seconds: float, repeats: int,
 
 
 def run_grid(families: list[str], agents: list[int], kappas: list[int], envs: list[int], seconds: float,
-             repeats: int, root: Path, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    rows = []
+             repeats: int, root: Path, log: Callable[[str], None] = print) -> Iterator[dict[str, Any]]:
+    """One row per cell, yielded as soon as it is measured."""
     for family in families:
         for n in agents:
             for kappa in kappas:
                 for e in envs:
                     row = measure_cell(TASKS[family][n], kappa, e, seconds, repeats, root, log)
-                    rows.append({"family": family, "n_agents": task_spec(row["task"]).n_agents, **row})
-    return rows
+                    yield {"family": family, "n_agents": task_spec(row["task"]).n_agents, **row}

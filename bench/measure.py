@@ -43,6 +43,20 @@ def proc_memory_mb(pid: int) -> tuple[float, float] | None:
         return None
 
 
+def proc_private_mb(pid: int) -> tuple[float, float] | None:
+    """(PSS, USS) in MiB from /proc/PID/smaps_rollup: RSS counts torch's shared library pages in
+    every process, these say what one more agent process really costs the machine."""
+    try:
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return None
+    kb = {line.split(":")[0]: int(line.split()[1]) for line in text.splitlines()[1:] if line.endswith("kB")}
+    try:
+        return kb["Pss"] / 1024, (kb["Private_Clean"] + kb["Private_Dirty"]) / 1024
+    except KeyError:
+        return None
+
+
 def proc_cpu_s(pid: int) -> float | None:
     """User + system CPU seconds of a live process (/proc/PID/stat fields 14 and 15)."""
     try:
@@ -83,6 +97,8 @@ class Sampler:
     ready_at: float | None = None
     rss_mb: dict[str, float] = dataclasses.field(default_factory=dict)  # largest VmRSS seen per agent
     hwm_mb: dict[str, float] = dataclasses.field(default_factory=dict)  # last VmHWM seen per agent
+    uss_mb: dict[str, float] = dataclasses.field(default_factory=dict)  # largest USS seen per agent
+    pss_mb: dict[str, float] = dataclasses.field(default_factory=dict)  # largest PSS seen per agent
 
     def __post_init__(self) -> None:
         self.done = threading.Event()
@@ -94,7 +110,7 @@ class Sampler:
 
     def _loop(self) -> None:
         status_file = self.launch.dir / "envserver" / "status.json"
-        last_mem = 0.0
+        last_mem = last_private = 0.0
         while not self.done.is_set():
             now = time.time()
             if self.ready_at is None and self._ready():
@@ -111,6 +127,13 @@ class Sampler:
                     if mem:
                         self.rss_mb[name] = max(self.rss_mb.get(name, 0.0), mem[0])
                         self.hwm_mb[name] = mem[1]
+            if now - last_private > 1.0:  # smaps_rollup walks every mapping: read it less often
+                last_private = now
+                for name, p in list(self.launch.procs.items()):
+                    priv = proc_private_mb(p.pid) if name.startswith("agent-") else None
+                    if priv:
+                        self.pss_mb[name] = max(self.pss_mb.get(name, 0.0), priv[0])
+                        self.uss_mb[name] = max(self.uss_mb.get(name, 0.0), priv[1])
             if self.seconds is not None and len(self.steady()) >= 2:
                 first, last = self.steady()[0], self.steady()[-1]
                 if last["time"] - first["time"] >= self.seconds:
@@ -169,6 +192,8 @@ def run_distributed(cfg: RunConfig, seconds: float | None = None, max_t: int | N
             "rss_mb_max": max(sampler.rss_mb.values(), default=None), "hwm_mb_max": max(sampler.hwm_mb.values(),
                                                                                            default=None),
             "rss_mb_mean": (sum(sampler.rss_mb.values()) / len(sampler.rss_mb)) if sampler.rss_mb else None,
+            "pss_mb_max": max(sampler.pss_mb.values(), default=None),
+            "uss_mb_max": max(sampler.uss_mb.values(), default=None),
             "load_1m": load, "failed": {n: c for n, c in codes.items() if c not in (0, None)}, "run_dir": str(launch.dir)}
 
 

@@ -10,7 +10,7 @@ available now is skipped with the reason recorded rather than risking the shared
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from compose.launcher import RunConfig
 
@@ -31,23 +31,25 @@ def mem_available_mb() -> float:
     return 0.0
 
 
-def run_scaling(sizes: list[int], root: Path, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    rows = []
+def run_scaling(sizes: list[int], root: Path, log: Callable[[str], None] = print) -> Iterator[dict[str, Any]]:
+    """One row per ring size, yielded as soon as it is measured."""
     for n in sizes:
         task, topology = task_for(n)
         free = mem_available_mb()
         if free < n * MB_PER_AGENT:
-            rows.append({"n_agents": n, "task": task, "skipped": f"{free:,.0f} MB available < {n} × {MB_PER_AGENT} MB"})
-            log(f"  scaling N={n}: skipped ({rows[-1]['skipped']})")
+            skipped = f"{free:,.0f} MB available < {n} × {MB_PER_AGENT} MB"
+            log(f"  scaling N={n}: skipped ({skipped})")
+            yield {"n_agents": n, "task": task, "skipped": skipped}
             continue
         cfg = RunConfig(task=task, topology=topology, algo="dpo", kappa=1, envs=ENVS, steps=ENVS * 2 * ROLLOUT,
                         run_dir=root / f"scale-{n}", overrides=[f"rollout_len={ROLLOUT}"])
         res = run_distributed(cfg)
-        rows.append({"n_agents": n, "task": task, "topology": "ring", "kappa": 1, "envs": ENVS,
+        row = {"n_agents": n, "task": task, "topology": "ring", "kappa": 1, "envs": ENVS,
                      "steps_per_s": res["steps_per_s"], "cpu_us_per_step": res["cpu_us_per_step"],
                      "startup_s": res["startup_s"], "rss_mb_max": res["rss_mb_max"],
-                     "rss_mb_mean": res["rss_mb_mean"], "hwm_mb_max": res["hwm_mb_max"], "load_1m": res["load_1m"],
-                     "failed": res["failed"]})
+                     "rss_mb_mean": res["rss_mb_mean"], "hwm_mb_max": res["hwm_mb_max"],
+                     "pss_mb_max": res["pss_mb_max"], "uss_mb_max": res["uss_mb_max"], "load_1m": res["load_1m"],
+                     "failed": res["failed"]}
         log(f"  scaling N={n}: {res['steps_per_s'] or 0:,.0f} steps/s, RSS ≤ {res['rss_mb_max'] or 0:.0f} MB "
             f"(HWM {res['hwm_mb_max'] or 0:.0f}), start-up {res['startup_s'] or 0:.0f} s (load {res['load_1m']:.1f})")
-    return rows
+        yield row

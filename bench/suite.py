@@ -8,7 +8,8 @@ bench/results/ (``suite-<time>.json`` with every measurement, ``suite-<time>.md`
 
 Sections: (a) distributed vs in-process env steps/s (bench/grid.py), (b) training samples/s
 with updates (bench/training.py), (c) scaling on a ring up to 64 agents with RSS per agent
-process (bench/scaling.py), (d) wire bytes against the payload floor (bench/wire.py). Every run
+process (bench/scaling.py), (d) wire bytes against the payload floor on safe-halfcheetah-6x1 for
+the κ ≥ 1 and E of (a) (bench/wire.py). Every run
 is a real `khop run` (compose/launcher.py); the 1-minute load average is recorded with each.
 """
 from __future__ import annotations
@@ -74,32 +75,46 @@ def main(argv: list[str] | None = None) -> int:
                            "code_version": code_version(), "cpus": os.cpu_count(), "quick": args.quick,
                            "load_1m_start": os.getloadavg()[0], "goals": GOALS}
     log = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
+    args.out.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(started)) + ("-quick" if args.quick else "")
+
+    def save() -> str:
+        """Rewritten after every section, so an interrupted suite keeps what it measured."""
+        out["load_1m_end"] = os.getloadavg()[0]
+        out["seconds"] = time.time() - started
+        text = render(out)
+        (args.out / f"suite-{stamp}.json").write_text(json.dumps(out, indent=1))
+        (args.out / f"suite-{stamp}.md").write_text(text)
+        (args.out / "latest.md").write_text(text)
+        return text
+
     with tempfile.TemporaryDirectory(prefix="khop-bench-") as tmp:
         root = Path(tmp)
         if "a" in sections:
             log("(a) distributed vs in-process, acting only")
-            out["a"] = run_grid(args.families, args.agents, args.kappas, args.envs, args.seconds, args.repeats,
-                                root, log)
+            out["a"] = []
+            for row in run_grid(args.families, args.agents, args.kappas, args.envs, args.seconds, args.repeats,
+                                root, log):
+                out["a"].append(row)
+                save()
         if "b" in sections:
             log("(b) training with updates")
             out["b"] = run_training(2 if args.quick else 4, args.repeats if args.quick else 2, root, log)
+            save()
+        if "d" in sections:  # before (c): its largest ring is the longest run of the suite
+            log("(d) wire bytes against the payload floor")
+            out["d"] = []
+            cells = [("safe-halfcheetah-6x1", k, e) for k in args.kappas if k >= 1 for e in args.envs]
+            for row in run_wire(cells, root, log):
+                out["d"].append(row)
+                save()
         if "c" in sections:
             log("(c) scaling on a ring")
-            out["c"] = run_scaling(args.ring, root, log)
-        if "d" in sections:
-            log("(d) wire bytes against the payload floor")
-            cells = ([("safe-halfcheetah-6x1", 1, 8)] if args.quick else
-                     [("safe-halfcheetah-6x1", k, e) for k in (1, 2) for e in (1, 8, 32)])
-            out["d"] = run_wire(cells, root, log)
-    out["load_1m_end"] = os.getloadavg()[0]
-    out["seconds"] = time.time() - started
-    text = render(out)
-    print(text)
-    args.out.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(started)) + ("-quick" if args.quick else "")
-    (args.out / f"suite-{stamp}.json").write_text(json.dumps(out, indent=1))
-    (args.out / f"suite-{stamp}.md").write_text(text)
-    (args.out / "latest.md").write_text(text)
+            out["c"] = []
+            for row in run_scaling(args.ring, root, log):
+                out["c"].append(row)
+                save()
+    print(save())
     log(f"wrote {args.out / f'suite-{stamp}.json'} and .md ({out['seconds']:.0f} s)")
     return 0
 

@@ -52,16 +52,18 @@ def table_b(r: dict) -> list[str]:
 
 def table_c(rows: list[dict]) -> list[str]:
     out = ["### (c) scaling on a ring (networked MDP, dpo, κ = 1, E = 16, one update)", "",
-           "| N | task | env steps/s | CPU µs/step | start-up s | RSS/agent mean | RSS/agent max | HWM max | load |",
-           "|---|---|---|---|---|---|---|---|---|"]
+           "| N | task | env steps/s | CPU µs/step | start-up s | RSS/agent mean | RSS/agent max | HWM max "
+           "| PSS max | USS max | load |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if "skipped" in r:
-            out.append(f"| {r['n_agents']} | {r['task']} | skipped: {r['skipped']} | | | | | | |")
+            out.append(f"| {r['n_agents']} | {r['task']} | skipped: {r['skipped']} | | | | | | | | |")
             continue
         rss = r["rss_mb_max"]
         out.append(f"| {r['n_agents']} | {r['task']} | {_f(r['steps_per_s'])} | {_f(r['cpu_us_per_step'])} | "
                    f"{_f(r['startup_s'], '.0f')} | {_f(r['rss_mb_mean'])} MB | "
                    f"**{_f(rss)} MB**{_mark(rss <= 250 if rss else None)} | {_f(r['hwm_mb_max'])} MB | "
+                   f"{_f(r.get('pss_mb_max'))} MB | {_f(r.get('uss_mb_max'))} MB | "
                    f"{_loads(r['load_1m'])} |")
     return out
 

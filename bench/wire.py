@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import statistics
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from compose.launcher import RunConfig
 from envserver.tasks import task_spec
@@ -60,7 +60,9 @@ def measure_wire(task: str, kappa: int, envs: int, root: Path, log: Callable[[st
     return row
 
 
-def run_wire(cells: list[tuple[str, int, int]], root: Path, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    return [measure_wire(task, kappa, envs, root, log) for task, kappa, envs in cells]
+def run_wire(cells: list[tuple[str, int, int]], root: Path, log: Callable[[str], None] = print) -> Iterator[dict[str, Any]]:
+    """One row per (task, κ, E), yielded as soon as it is measured."""
+    for task, kappa, envs in cells:
+        yield measure_wire(task, kappa, envs, root, log)
 
 
