@@ -7,7 +7,6 @@ update bootstrapped on the κ-hop state s_t → act on obs_t.
 """
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import json
 import os
@@ -66,7 +65,6 @@ class AgentCore:
     def _update(self, t: int, critic_in: np.ndarray) -> None:
         started = time.monotonic()
         stats = self.learner.update(critic_in)
-        release_freed_memory()
         self.metrics.write({"env_step": t * self.E, "update": int(self.learner.n_updates), "time": time.time(),
                             "incarnation": self.incarnation, "update_seconds": time.monotonic() - started,
                             **stats, **self.comm_counters()})
@@ -79,16 +77,6 @@ class AgentCore:
     def close(self) -> None:
         self.checkpoint()
         self.metrics.close()
-
-
-def release_freed_memory() -> None:
-    """Return the heap an update has just freed to the OS. glibc keeps freed arena memory mapped,
-    so each agent process would carry the update's ~15–20 MB of temporaries for the rest of the run
-    (bench/NOTES.md); with N agents per machine that is N times over."""
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: nothing to trim
-        pass
 
 
 def pin_threads() -> None:
