@@ -115,9 +115,12 @@ class EnvServer:
 
     def _receive(self, timeout_ms: int) -> tuple[bytes, P.Message] | None:
         """One inbound message, validated; HELLOs are handled here. None on timeout or bad frame."""
-        if not self.sock.poll(timeout_ms):
-            return None
-        frames = self.sock.recv_multipart(copy=True)
+        try:  # most ACTs are already queued when we look: skip the poll system call for them
+            frames = self.sock.recv_multipart(zmq.NOBLOCK, copy=True)
+        except zmq.Again:
+            if not self.sock.poll(timeout_ms):
+                return None
+            frames = self.sock.recv_multipart(copy=True)
         route, body = frames[0], frames[1:]
         try:
             msg = P.decode(body, self.cfg.max_message_bytes)

@@ -18,6 +18,8 @@ _ENTRIES: dict[str, str] = {
     "matrix-game-3": "matrix_games:MatrixGame3",
     "matrix-game-4": "matrix_games:MatrixGame4",
     "networked-mdp": "networked_mdp:NetworkedMDPTask",  # scalable-general-utilities.md §2, spatial decay
+    # the same MDP with 16/32/64 agents on a ring: the benchmark suite's scaling task (bench/scaling.py)
+    **{f"networked-mdp-ring{n}": f"networked_mdp:NetworkedMDPRing{n}" for n in (16, 32, 64)},
     # --- end tabular games ---
     # --- MuJoCo tasks ---
     # safe-<robot>-<partition>[-local] and mamujoco-<robot>-<partition>, listed in mujoco_catalog

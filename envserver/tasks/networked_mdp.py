@@ -382,3 +382,25 @@ class NetworkedMDPTask(VecTask):
         cost = np.zeros((self.n_envs, 0), dtype=np.float32)
         return StepResult(obs=self._obs(), reward=reward, cost=[cost] * m.n_agents,
                           terminated=np.zeros(self.n_envs, dtype=bool), truncated=truncated)
+
+
+def ring_task(n: int) -> type[NetworkedMDPTask]:
+    """The networked MDP with ``n`` agents on a ring: the scaling task of the benchmark suite
+    (bench/scaling.py), since no other task has tens of agents. Same tables and decay as
+    `networked-mdp`; only the agent count and the graph differ."""
+    ring = nx.cycle_graph(n)
+    spec = TaskSpec(
+        name=f"networked-mdp-ring{n}",
+        agents=tuple(AgentSpec(obs_dim=N_LOCAL_STATES, act_kind="discrete", act_dim=1, n_actions=N_LOCAL_ACTIONS,
+                               obs_desc=f"one-hot of its own local state ({N_LOCAL_STATES})") for _ in range(n)),
+        episode_length=HORIZON, topology="ring",
+        description=f"networked MDP as networked-mdp, {n} agents on a ring (the benchmark's scaling task)")
+
+    def __init__(self, n_envs: int, seed: int, game_seed: int = 0) -> None:
+        NetworkedMDPTask.__init__(self, n_envs, seed, mdp=NetworkedMDP(n_agents=n, graph=ring, game_seed=game_seed))
+        self.spec = spec
+
+    return type(f"NetworkedMDPRing{n}", (NetworkedMDPTask,), {"spec": spec, "__init__": __init__})
+
+
+NetworkedMDPRing16, NetworkedMDPRing32, NetworkedMDPRing64 = (ring_task(n) for n in (16, 32, 64))

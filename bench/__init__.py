@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m bench.suite` (README "Performance") and single-purpose scripts."""

@@ -1,0 +1,90 @@
+"""Markdown tables of a suite result (bench/suite.py), with each goal of issue 8 checked where
+its cell was measured."""
+from __future__ import annotations
+
+from typing import Any
+
+GOALS = {
+    "ratio": "distributed ≥ 0.5× in-process at N = 6, κ = 1, E ≥ 8",
+    "training": "training ≥ 1,500 env samples/s on a 6-agent safe MuJoCo task",
+    "rss": "≤ 250 MB RSS per agent process",
+    "wire": "wire bytes ≤ 1.1× the payload floor",
+}
+
+
+def _f(v: Any, fmt: str = ",.0f") -> str:
+    return "–" if v is None or v != v else format(v, fmt)
+
+
+def _loads(values: list[float] | float) -> str:
+    values = values if isinstance(values, list) else [values]
+    return f"{min(values):.1f}–{max(values):.1f}" if len(values) > 1 else f"{values[0]:.1f}"
+
+
+def _mark(ok: bool | None) -> str:
+    return "" if ok is None else (" ✅" if ok else " ❌")
+
+
+def table_a(rows: list[dict]) -> list[str]:
+    out = ["### (a) env steps/s, distributed vs in-process (acting, no updates)", "",
+           "| family | task | N | κ | E | distributed | in-process | ratio (A/B pairs) | CPU µs/step dist / inproc | load |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        goal = r["n_agents"] == 6 and r["kappa"] == 1 and r["envs"] >= 8 and r["ratio"] is not None
+        pairs = ", ".join(f"{x:.2f}" for x in r["ratios"])
+        out.append(f"| {r['family']} | {r['task']} | {r['n_agents']} | {r['kappa']} | {r['envs']} | "
+                   f"{_f(r['distributed_steps_per_s'])} | {_f(r['inprocess_steps_per_s'])} | "
+                   f"**{_f(r['ratio'], '.2f')}**{_mark(r['ratio'] >= 0.5) if goal else ''} ({pairs}) | "
+                   f"{_f(r['distributed_cpu_us_per_step'])} / {_f(r['inprocess_cpu_us_per_step'])} | "
+                   f"{_loads(r['load_1m'])} |")
+    return out
+
+
+def table_b(r: dict) -> list[str]:
+    ok = r["distributed_samples_per_s"] >= 1500
+    return ["### (b) training samples/s, updates included", "",
+            "| task | algo | κ | E | updates | distributed | in-process | ratio | RSS/agent max | load |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+            f"| {r['task']} | {r['algo']} | {r['kappa']} | {r['envs']} | {r['updates']} | "
+            f"**{_f(r['distributed_samples_per_s'])}**{_mark(ok)} | {_f(r['inprocess_samples_per_s'])} | "
+            f"{_f(r['ratio'], '.2f')} | {_f(r['rss_mb_max'])} MB | {_loads(r['load_1m'])} |"]
+
+
+def table_c(rows: list[dict]) -> list[str]:
+    out = ["### (c) scaling on a ring (networked MDP, dpo, κ = 1, E = 16, one update)", "",
+           "| N | task | env steps/s | CPU µs/step | start-up s | RSS/agent mean | RSS/agent max | HWM max "
+           "| PSS max | USS max | load |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if "skipped" in r:
+            out.append(f"| {r['n_agents']} | {r['task']} | skipped: {r['skipped']} | | | | | | | | |")
+            continue
+        rss = r["rss_mb_max"]
+        out.append(f"| {r['n_agents']} | {r['task']} | {_f(r['steps_per_s'])} | {_f(r['cpu_us_per_step'])} | "
+                   f"{_f(r['startup_s'], '.0f')} | {_f(r['rss_mb_mean'])} MB | "
+                   f"**{_f(rss)} MB**{_mark(rss <= 250 if rss else None)} | {_f(r['hwm_mb_max'])} MB | "
+                   f"{_f(r.get('pss_mb_max'))} MB | {_f(r.get('uss_mb_max'))} MB | "
+                   f"{_loads(r['load_1m'])} |")
+    return out
+
+
+def table_d(rows: list[dict]) -> list[str]:
+    out = ["### (d) wire bytes per agent per env step against the payload floor", "",
+           "| task | topology | κ | E | wire bytes | payload floor | ratio | load |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        ratio = r["ratio"]
+        out.append(f"| {r['task']} | {r['topology']} | {r['kappa']} | {r['envs']} | "
+                   f"{_f(r['bytes_per_agent_step'], ',.1f')} | {_f(r['floor_bytes_per_agent_step'], ',.1f')} | "
+                   f"**{_f(ratio, '.3f')}**{_mark(ratio <= 1.1 if ratio else None)} | {_loads(r['load_1m'])} |")
+    return out
+
+
+def render(out: dict[str, Any]) -> str:
+    lines = [f"## Benchmark suite{' (--quick)' if out['quick'] else ''}, {out['started']}", "",
+             f"{out['code_version']}; {out['cpus']} CPUs (shared); load average {out['load_1m_start']:.1f} at the "
+             f"start, {out['load_1m_end']:.1f} at the end; {out['seconds']:.0f} s. Goals: "
+             + "; ".join(GOALS.values()) + ".", ""]
+    for key, fn in (("a", table_a), ("b", table_b), ("c", table_c), ("d", table_d)):
+        if key in out:
+            lines += fn(out[key]) + [""]
+    return "\n".join(lines)
