@@ -34,8 +34,9 @@ is short (default 100 ms + twice the worst link latency; ``--round-timeout-ms``)
 shows up only as a missing message at the deadline — as on a real network, nobody is told — and
 its entries (and whatever only it would have relayed) are absent for that step. Anchoring the
 deadlines to the step start keeps a late round from cascading into the next one. A neighbour from
-which nothing at all has been heard for the link timeout is *silent*: no longer waited for, until
-any message from it arrives.
+which nothing — data or heartbeat — has been heard for the heartbeat timeout since this exchange
+began (the link timeout if it was never heard) is *down* (agentd/liveness.py): no longer waited
+for, its rows absent (presence 0), until any frame from it arrives.
 
 A sender that owes a neighbour a message in a round but has none of its rows (lost upstream)
 sends an empty STATE, a control marker of ~40 bytes, so the receiver does not wait for nothing.
@@ -54,6 +55,7 @@ from envserver import protocol as P
 from topologies import khop_ball
 
 from .links import LinkCounters, LinkEmulator, LinkSpec, NeighbourLinks, TokenBucket, phase_of
+from .liveness import Liveness
 
 MODES = ("sync", "async")
 F16_MAX = float(np.finfo(np.float16).max)
@@ -216,12 +218,15 @@ class RelayNode:
         self.rounds = 0
         self.present_sum = 0  # Σ over steps of origins (self excluded) present, for presence_mean
         self.possible_sum = 0
+        self.neighbour_present = {j: 0 for j in self.neighbours}  # steps whose exchange brought j's own rows
         self.exchanges = 0  # steps this node has exchanged (begin() calls)
 
     def begin(self, t: int, own_obs: np.ndarray) -> None:
         if self.t >= 0:  # account the finished step
             self.present_sum += sum(1 for o in self.ball if o != self.me and self._fresh(o))
             self.possible_sum += len(self.ball) - 1
+            for j in self.neighbour_present:
+                self.neighbour_present[j] += self._fresh(j)
         self.t = t
         self.exchanges += 1
         self.table[self.me] = _Entry(np.asarray(own_obs, dtype=np.float32), t)
@@ -289,7 +294,7 @@ class RelayNode:
 
     def stats(self) -> dict[str, float]:
         return {"presence_mean": self.present_sum / self.possible_sum if self.possible_sum else 1.0,
-                "exchanges": self.exchanges}
+                "exchanges": self.exchanges, **{f"nbr{j}_present_steps": n for j, n in self.neighbour_present.items()}}
 
 
 def actor_input(obs: np.ndarray, node: RelayNode, with_mask: bool) -> np.ndarray:
@@ -323,9 +328,7 @@ class KHopRelay:
         self.link_timeout_s = link_timeout_s
         self.slot_s = round_timeout_s if round_timeout_s else link_timeout_s
         self.critic_dim = node.critic_dim
-        self.silent: set[int] = set()  # nothing heard for link_timeout_s; not awaited until they speak
-        started = clock()
-        self.last_heard = {p: started for p in links.peers}
+        self.liveness = links.liveness  # who is down: not awaited until they speak
         self._early: dict[tuple[int, int], dict[int, P.Message]] = defaultdict(dict)
         self.round_timeouts = 0  # expected messages still missing at a slot deadline
         self.late_msgs = 0  # arrived after their round closed
@@ -348,7 +351,7 @@ class KHopRelay:
         for rnd in range(1, self.node.rounds + 1):
             for peer, frames, phase in self.node.outgoing(rnd):
                 self.links.send(peer, frames, phase)
-            for peer, msg in self._gather(t, rnd, self.node.expected(rnd), start + rnd * self.slot_s):
+            for peer, msg in self._gather(t, rnd, self.node.expected(rnd), start + rnd * self.slot_s, start):
                 self.node.accept(rnd, peer, msg)
         self.step_bytes = sum(self.links.counters.bytes_sent.values()) - sent_before
         self.step_bytes_max = max(self.step_bytes_max, self.step_bytes)
@@ -357,16 +360,18 @@ class KHopRelay:
     def critic_input(self) -> np.ndarray:
         return self.node.critic_input()
 
-    def _gather(self, t: int, rnd: int, expected: set[int], deadline: float) -> list[tuple[int, P.Message]]:
+    def _gather(self, t: int, rnd: int, expected: set[int], deadline: float,
+                since: float) -> list[tuple[int, P.Message]]:
         """Round (t, rnd)'s messages: wait until the slot deadline for the expected neighbours that
-        are not silent, and take whatever else has already been delivered."""
+        are not down, and take whatever else has already been delivered. ``since``: when this
+        exchange began (a neighbour's silence is counted from then at the earliest)."""
         got = self._early.pop((t, rnd), {})
         while True:
-            waiting = expected - self.silent - set(got)
             now = self.clock()
+            waiting = expected - self.liveness.down - set(got)
+            waiting -= self.liveness.expire(waiting, since, now, self.link_timeout_s)
             if waiting and now >= deadline:
                 self.round_timeouts += len(waiting)
-                self.silent |= {p for p in waiting if now - self.last_heard[p] >= self.link_timeout_s}
                 break
             item = self.links.recv(min(deadline - now, 0.2) * 1000 if waiting else 0)
             if item is None:
@@ -374,8 +379,6 @@ class KHopRelay:
                     break  # nothing more delivered and nobody left to wait for
                 continue
             peer, msg = item
-            self.silent.discard(peer)
-            self.last_heard[peer] = self.clock()
             key = (msg["t"], msg["round"])
             if key == (t, rnd):
                 got[peer] = msg
@@ -387,7 +390,7 @@ class KHopRelay:
 
     def stats(self) -> dict[str, float]:
         return {**self.node.stats(), "round_timeouts": self.round_timeouts, "late_msgs": self.late_msgs,
-                "step_bytes_max": self.step_bytes_max, "neighbours_silent": len(self.silent)}
+                "step_bytes_max": self.step_bytes_max}
 
 
 # --------------------------------------------------------------------------- in one process
@@ -451,7 +454,8 @@ class MemoryNetwork:
     def comm_counters(self, i: int) -> dict[str, Any]:
         c = self.counters[i]
         return {**c.totals(), **c.by_phase(), **self.nodes[i].stats(), "round_timeouts": 0, "late_msgs": 0,
-                "step_bytes_max": self.step_bytes_max[i], "neighbours_silent": 0}
+                "step_bytes_max": self.step_bytes_max[i], **Liveness(self.plan.adj[i]).stats(),
+                "conn_dropped": 0, "handshake_failed": 0, "auth_denied": 0}
 
 
 def assemble_critic_input(dims: dict[int, int], rows: dict[int, np.ndarray], n_envs: int,

@@ -20,6 +20,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--deadline", type=float, default=30.0, help="seconds to wait for an agent's ACT")
     p.add_argument("--join-timeout", type=float, default=300.0, help="seconds to wait for every agent to join")
     p.add_argument("--run-dir", type=Path, default=Path("run/envserver"), help="where episodes.jsonl goes")
+    p.add_argument("--curve", type=Path, default=None, metavar="DIR",
+                   help="CurveZMQ key directory (`khop keys`): admit only agents whose keys are listed")
     return p
 
 
@@ -36,8 +38,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"envserver: error: {err}", file=sys.stderr)
         return 2
     cfg = ServerConfig(bind=args.bind, run_dir=args.run_dir, max_env_steps=args.steps,
-                       deadline_s=args.deadline, join_timeout_s=args.join_timeout)
-    server = EnvServer(task, cfg, seed=args.seed)
+                       deadline_s=args.deadline, join_timeout_s=args.join_timeout, curve=args.curve)
+    try:
+        server = EnvServer(task, cfg, seed=args.seed)
+    except ValueError as err:  # unreadable or missing keys
+        print(f"envserver: error: {err}", file=sys.stderr)
+        return 2
     server.install_signal_handlers()
     logging.info("serving %s (%d agents, %d envs) on %s", task.spec.name, task.spec.n_agents, args.envs,
                  server.endpoint)

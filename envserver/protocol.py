@@ -28,6 +28,8 @@ STATE      agent ↔ agent  from:int, t:int, round:int, origins:[int], hops:[int
                         one buffer per entry: the origin's obs rows [E, obs_dim] f32, or f2
                         when a communication budget quantises; a STATE with no origins is a
                         control marker ("nothing for you this round", see agentd/relay.py)
+HEARTBEAT  agent ↔ agent  from:int (sent when a link has been quiet for a while, so a neighbour can
+                        tell a slow agent from a dead one; agentd/liveness.py)
 =========  ===========  ====================================================================
 
 :func:`wire_size` is the byte count every link counter and communication budget uses: each frame's
@@ -64,6 +66,7 @@ _FIELDS: dict[str, dict[str, tuple[type, ...]]] = {
     "ERROR": {"reason": (str,)},
     "BYE": {"reason": (str,)},
     "STATE": {"from": (int,), "t": (int,), "round": (int,), "origins": (list,), "hops": (list,)},
+    "HEARTBEAT": {"from": (int,)},
 }
 # buffers each type must carry, by name (STATE carries a variable number, checked separately)
 _BUFFERS: dict[str, tuple[str, ...]] = {
