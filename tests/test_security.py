@@ -157,7 +157,7 @@ def test_only_listed_keys_get_through_and_the_curve_run_is_unaffected(tmp_path):
     keys = tmp_path / "keys"
     assert khop("keys", str(keys), "--agents", "6").returncode == 0
     run_dir = tmp_path / "run"
-    proc = start_run(run_dir, "--curve", str(keys), "--steps", "12000")
+    proc = start_run(run_dir, "--curve", str(keys), "--steps", "6000")
     ctx = zmq.Context()
     try:
         endpoint, inbox = wait_for_rows(run_dir, proc)
@@ -191,7 +191,7 @@ def test_only_listed_keys_get_through_and_the_curve_run_is_unaffected(tmp_path):
         ctx.destroy(linger=0)
     finish(proc)
     status = json.loads((run_dir / "envserver" / "status.json").read_text())
-    assert status["env_step"] == 12000 and status["live"] == list(range(6))
+    assert status["env_step"] == 6000 and status["live"] == list(range(6))
     assert status["auth_denied"] >= 1 and status["handshake_failed"] >= 1
     assert status["errors"] == 1  # the borrowed key's HELLO; nothing from the unlisted or plaintext client
     ev = events(run_dir)
@@ -208,7 +208,7 @@ def test_only_listed_keys_get_through_and_the_curve_run_is_unaffected(tmp_path):
 @pytest.mark.slow
 def test_oversized_frames_are_dropped_and_counted_while_the_run_goes_on(tmp_path):
     run_dir = tmp_path / "run"
-    proc = start_run(run_dir, "--steps", "12000")
+    proc = start_run(run_dir, "--steps", "6000")
     ctx = zmq.Context()
     big = bytes(P.DEFAULT_MAX_MESSAGE_BYTES + 1)  # one frame over ZMQ_MAXMSGSIZE
     try:
@@ -225,7 +225,7 @@ def test_oversized_frames_are_dropped_and_counted_while_the_run_goes_on(tmp_path
         ctx.destroy(linger=0)
     finish(proc)
     status = json.loads((run_dir / "envserver" / "status.json").read_text())
-    assert status["env_step"] == 12000 and status["live"] == list(range(6))
+    assert status["env_step"] == 6000 and status["live"] == list(range(6))
     assert status["conn_dropped"] >= 1
     ev = events(run_dir)
     assert "conn_dropped" in {e["event"] for e in ev} and not [e for e in ev if e["event"] == "agent_down"]
