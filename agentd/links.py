@@ -23,10 +23,11 @@ Three more things live here because they must see every message:
 * **Liveness** (agentd/liveness.py). A HEARTBEAT goes to any neighbour nothing was sent to for a
   heartbeat interval, and every valid frame read is stamped as proof of life. Heartbeats bypass
   the emulator (they are about the real link; passing them through it would shift the seeded loss
-  stream away from the in-process reference). The sockets also run ZMTP heartbeats, so libzmq
-  closes a connection whose peer stopped answering and reconnects by itself when the link heals,
-  and a short send queue bounds the stale frames delivered after a heal (the relay drops them by
-  their step counter).
+  stream away from the in-process reference). The DEALERs also run ZMTP heartbeats, so libzmq
+  closes a connection whose peer stopped answering — at both ends: their TTL makes the inbox drop
+  its end too, which frees the neighbour's identity for its next connection — and reconnects by
+  itself when the link heals; a short send queue bounds the stale frames delivered after a heal
+  (the relay drops them by their step counter).
 * **Security.** Optional CurveZMQ (envserver/curve.py): the inbox admits only the neighbours'
   keys; a socket monitor (envserver/sockwatch.py) counts connections libzmq dropped — an
   oversized frame among them — and refused handshakes.
@@ -257,7 +258,9 @@ class NeighbourLinks:
         self.inbox = ctx.socket(zmq.ROUTER)
         self.inbox.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
         self.inbox.setsockopt(zmq.LINGER, 0)
-        self._zmtp_heartbeats(self.inbox, heartbeat_timeout_s)
+        # No ZMTP heartbeat timer on the inbox (the DEALERs' TTL closes its dead connections): libzmq
+        # 4.3.5 aborts (!_io_error in stream_engine_base.cpp) when that timer fires on a connection
+        # flooded past the receive high-water mark, and anyone who can connect can flood an inbox.
         if curve is not None:
             curve.serve(self.inbox, admit=[agent_name(p) for p in self.peers])
         self.watch = SocketWatch(self.inbox)
@@ -282,8 +285,9 @@ class NeighbourLinks:
 
     @staticmethod
     def _zmtp_heartbeats(sock: zmq.Socket, timeout_s: float) -> None:
-        """libzmq pings the peer and closes the connection when it stops answering: a partitioned TCP
-        connection would otherwise stay up for minutes and flush its backlog on heal."""
+        """libzmq pings the peer and closes the connection when it stops answering, and the TTL makes
+        the peer close its end too: a partitioned TCP connection would otherwise stay up for minutes
+        and flush its backlog on heal."""
         ms = max(1, int(timeout_s * 1000))
         sock.setsockopt(zmq.HEARTBEAT_IVL, max(1, ms // 5))
         sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, ms)
