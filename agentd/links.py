@@ -24,10 +24,10 @@ Three more things live here because they must see every message:
   heartbeat interval, and every valid frame read is stamped as proof of life. Heartbeats bypass
   the emulator (they are about the real link; passing them through it would shift the seeded loss
   stream away from the in-process reference). The DEALERs also run ZMTP heartbeats, so libzmq
-  closes a connection whose peer stopped answering — at both ends: their TTL makes the inbox drop
-  its end too, which frees the neighbour's identity for its next connection — and reconnects by
-  itself when the link heals; a short send queue bounds the stale frames delivered after a heal
-  (the relay drops them by their step counter).
+  closes a connection whose peer stopped answering and reconnects by itself when the link heals;
+  the inbox drops its end of a dead connection sooner, by TCP keepalive, so the neighbour's
+  identity is free again when it reconnects; a short send queue bounds the stale frames delivered
+  after a heal (the relay drops them by their step counter).
 * **Security.** Optional CurveZMQ (envserver/curve.py): the inbox admits only the neighbours'
   keys; a socket monitor (envserver/sockwatch.py) counts connections libzmq dropped — an
   oversized frame among them — and refused handshakes.
@@ -258,9 +258,18 @@ class NeighbourLinks:
         self.inbox = ctx.socket(zmq.ROUTER)
         self.inbox.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
         self.inbox.setsockopt(zmq.LINGER, 0)
-        # No ZMTP heartbeat timer on the inbox (the DEALERs' TTL closes its dead connections): libzmq
-        # 4.3.5 aborts (!_io_error in stream_engine_base.cpp) when that timer fires on a connection
-        # flooded past the receive high-water mark, and anyone who can connect can flood an inbox.
+        # A ROUTER ignores a connection whose identity is still held by an older one (and later reads
+        # its data frames as identities), so the inbox must drop a dead connection before the
+        # neighbour's DEALER gives up on it and reconnects: TCP keepalive, probing after
+        # timeout/5 of silence, gives up after about 3/5 of the heartbeat timeout. Not a ZMTP
+        # heartbeat timer: libzmq 4.3.5 aborts (!_io_error in stream_engine_base.cpp) when that
+        # timer fires on a connection flooded past the receive high-water mark, and anyone who can
+        # connect can flood an inbox.
+        probe_s = max(1, round(heartbeat_timeout_s / 5))
+        self.inbox.setsockopt(zmq.TCP_KEEPALIVE, 1)
+        self.inbox.setsockopt(zmq.TCP_KEEPALIVE_IDLE, probe_s)
+        self.inbox.setsockopt(zmq.TCP_KEEPALIVE_INTVL, probe_s)
+        self.inbox.setsockopt(zmq.TCP_KEEPALIVE_CNT, 2)
         if curve is not None:
             curve.serve(self.inbox, admit=[agent_name(p) for p in self.peers])
         self.watch = SocketWatch(self.inbox)

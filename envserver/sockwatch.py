@@ -6,9 +6,9 @@ listens to the socket monitor, so the envserver (status.json, events) and every 
 (metric rows) count them here:
 
 * ``conn_dropped`` — established connections that were closed: a peer leaving, a peer silent past
-  the ZMTP heartbeat timeout, or **a frame over the maximum message size**. libzmq reports all of
-  them as one DISCONNECTED event without a reason, so they cannot be told apart; on a server
-  whose clients stay connected for the whole run, any increase is abuse or a fault.
+  a ZMTP heartbeat or TCP keepalive timeout, or **a frame over the maximum message size**. libzmq
+  reports all of them as one DISCONNECTED event without a reason, so they cannot be told apart;
+  on a server whose clients stay connected for the whole run, any increase is abuse or a fault.
 * ``handshake_failed`` — connections refused before any frame: a plaintext client on a CURVE
   socket, a wrong server key, garbage instead of a ZMTP greeting.
 * ``auth_denied`` — handshakes the ZAP handler refused (a key that is not authorised there).
