@@ -380,6 +380,7 @@ class NeighbourLinks:
         emulated delays run from the moment a frame arrived, even while the caller was busy)."""
         got = 0
         self.tick()
+        self.watch.poll()  # drain the monitor often: its queue is bounded, a flood of events would be undercounted
         while self.inbox.poll(0):
             item = self._read_one()
             if item is not None:
