@@ -20,6 +20,7 @@ import numpy as np
 import zmq
 
 from envserver import protocol as P
+from envserver.curve import SERVER_NAME, Curve, agent_name
 from envserver.tasks.base import AgentSpec
 from topologies import load_topology, neighbours
 
@@ -53,6 +54,8 @@ class AgentConfig:
     link: LinkSpec = LinkSpec()  # emulated defaults for every link; topology edge attributes override
     round_timeout_s: float | None = None  # None: derived (see relay.default_round_timeout_s)
     actor_mask: bool = False  # actor input = own obs + direct neighbours' presence bits
+    heartbeat_timeout_s: float = 5.0  # a neighbour silent this long within an exchange is down (agentd/liveness.py)
+    curve: Path | None = None  # CurveZMQ key directory (envserver/curve.py); None: plaintext
 
 
 class Agent:
@@ -64,9 +67,12 @@ class Agent:
             raise ValueError(f"agent {cfg.agent} is not a node of topology {cfg.topology}")
         self.graph = graph
         self.ctx = zmq.Context()
+        self.curve = Curve(cfg.curve, agent_name(cfg.agent)) if cfg.curve is not None else None
         self.stop_requested = False
         self.incarnation = int(time.time() * 1000) % 2**31  # tells rows of a restarted process apart
-        self.envlink = EnvLink(self.ctx, cfg.env, cfg.agent, self.incarnation)
+        self.envlink = EnvLink(self.ctx, cfg.env, cfg.agent, self.incarnation,
+                              secure=None if self.curve is None else
+                              lambda sock: self.curve.connect_to(sock, SERVER_NAME))
         self.env = self.envlink.sock
 
     def _setup(self, welcome: P.Message) -> None:
@@ -89,7 +95,8 @@ class Agent:
         my_links = link_specs(self.graph, me, cfg.link)
         node = self.graph.nodes[me]  # "bind", where set (containers: tcp://*:PORT), is what this agent binds
         self.links = NeighbourLinks(self.ctx, me, node.get("bind", node["address"]), peers,
-                                    emulation=my_links, seed=cfg.seed, budget=plan.token_bucket())
+                                    emulation=my_links, seed=cfg.seed, budget=plan.token_bucket(),
+                                    heartbeat_timeout_s=cfg.heartbeat_timeout_s, curve=self.curve)
         relay_node = RelayNode(me, plan)
         self.relay = KHopRelay(relay_node, self.links, link_timeout_s=cfg.link_timeout_s,
                                round_timeout_s=round_timeout)
@@ -99,7 +106,7 @@ class Agent:
         ball = relay_node.ball
         protocol_for = functools.partial(update_protocol, me, self.graph, plan, cfg.seed,
                                          LinkMailbox(self.links, self.relay), slot_s=cfg.link_timeout_s,
-                                         is_silent=lambda peer: peer in self.relay.silent)
+                                         is_silent=lambda peer: peer in self.links.liveness.down)
         self.core = AgentCore(me, cfg.algo, actor_spec, self.relay.critic_dim, n, self.E, welcome["task"],
                               cfg.seed, cfg.overrides, self.dir, cfg.checkpoint_every,
                               self.incarnation, comm_counters=self._comm_counters,
@@ -113,7 +120,7 @@ class Agent:
 
     def _comm_counters(self) -> dict:
         return {**self.links.counters.totals(), **self.links.counters.by_phase(), **self.relay.stats(),
-                "msgs_sent_update_to": self.links.counters.sent_to("update")}
+                "msgs_sent_update_to": self.links.counters.sent_to("update"), **self.links.link_stats()}
 
     # --- the loop --------------------------------------------------------------------------
     def run(self) -> int:
@@ -125,13 +132,13 @@ class Agent:
         reason = "stopped"
         poller = zmq.Poller()
         poller.register(self.env, zmq.POLLIN)
-        if self.links.timed:  # keep reading neighbour frames so emulated delays start on arrival
-            poller.register(self.links.inbox, zmq.POLLIN)
+        # keep reading neighbour frames between steps: emulated delays start on arrival, and
+        # heartbeats are stamped (and sent) while we wait
+        poller.register(self.links.inbox, zmq.POLLIN)
         try:
             while not self.stop_requested:
                 ready = dict(poller.poll(200))
-                if self.links.inbox in ready:
-                    self.links.pump()
+                self.links.pump()
                 if self.env not in ready:
                     why = self.envlink.needs_hello()
                     if why:
@@ -155,6 +162,8 @@ class Agent:
             self.core.close()
             self.links.close()
             self.envlink.close()
+            if self.curve is not None:
+                self.curve.close()
             self.ctx.term()
         log.info("agent %d finished: %s", self.cfg.agent, reason)
         return 0

@@ -34,9 +34,13 @@ MAX_SILENCE_FACTOR = 8
 class EnvLink:
     """The DEALER to the envserver with its connection monitor (an in-process socket, no network)."""
 
-    def __init__(self, ctx: zmq.Context, endpoint: str, agent: int, incarnation: int) -> None:
+    def __init__(self, ctx: zmq.Context, endpoint: str, agent: int, incarnation: int,
+                 secure: Callable[[zmq.Socket], None] | None = None) -> None:
+        """``secure``: sets the socket's CURVE keys (envserver/curve.py) before it connects."""
         self.endpoint, self.agent, self.incarnation = endpoint, agent, incarnation
         self.sock = ctx.socket(zmq.DEALER)
+        if secure is not None:
+            secure(self.sock)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.MAXMSGSIZE, P.DEFAULT_MAX_MESSAGE_BYTES)
         self.sock.setsockopt(zmq.RECONNECT_IVL, RECONNECT_IVL_MS)

@@ -20,6 +20,17 @@ Three more things live here because they must see every message:
   message was still transmitted). Delivery times are taken from the moment a frame is read, so
   the emulated delay is a lower bound; callers that may be busy keep reading through
   :meth:`NeighbourLinks.pump` (the agent does while it waits for the next STEP).
+* **Liveness** (agentd/liveness.py). A HEARTBEAT goes to any neighbour nothing was sent to for a
+  heartbeat interval, and every valid frame read is stamped as proof of life. Heartbeats bypass
+  the emulator (they are about the real link; passing them through it would shift the seeded loss
+  stream away from the in-process reference). The DEALERs also run ZMTP heartbeats, so libzmq
+  closes a connection whose peer stopped answering and reconnects by itself when the link heals;
+  the inbox drops its end of a dead connection sooner, by TCP keepalive, so the neighbour's
+  identity is free again when it reconnects; a short send queue bounds the stale frames delivered
+  after a heal (the relay drops them by their step counter).
+* **Security.** Optional CurveZMQ (envserver/curve.py): the inbox admits only the neighbours'
+  keys; a socket monitor (envserver/sockwatch.py) counts connections libzmq dropped — an
+  oversized frame among them — and refused handshakes.
 """
 from __future__ import annotations
 
@@ -35,6 +46,10 @@ import numpy as np
 import zmq
 
 from envserver import protocol as P
+from envserver.curve import Curve, agent_name
+from envserver.sockwatch import SocketWatch
+
+from .liveness import DEFAULT_TIMEOUT_S, Liveness
 
 log = logging.getLogger("agentd.links")
 
@@ -42,6 +57,9 @@ PHASES = ("rollout", "update", "control")
 #: message types an agent accepts from a neighbour: the relay's STATE and the update-phase
 #: TOKEN (agentd/token_walk.py) and QVALS (shadow-PG)
 AGENT_MESSAGE_TYPES = {"STATE", "TOKEN", "QVALS"}
+#: per-neighbour send queue (messages): enough for a few steps of κ rounds, few enough that a healed
+#: partition delivers only a short burst of stale frames
+SEND_QUEUE = 100
 
 
 def phase_of(msg_type: str, n_entries: int) -> str:
@@ -187,12 +205,13 @@ class LinkCounters:
     msgs_lost: dict = field(default_factory=lambda: defaultdict(int))  # dropped by the emulated link
     bytes_lost: dict = field(default_factory=lambda: defaultdict(int))
     budget_blocked: dict = field(default_factory=lambda: defaultdict(int))  # refused by the bucket
+    msgs_unsent: dict = field(default_factory=lambda: defaultdict(int))  # send queue full (peer unreachable)
     rejected: int = 0
 
     def totals(self) -> dict[str, int]:
         out = {name: sum(getattr(self, name).values())
                for name in ("bytes_sent", "bytes_received", "msgs_sent", "msgs_received", "msgs_lost",
-                            "bytes_lost", "budget_blocked")}
+                            "bytes_lost", "budget_blocked", "msgs_unsent")}
         out["rejected_frames"] = self.rejected
         return out
 
@@ -227,10 +246,13 @@ class NeighbourLinks:
     def __init__(self, ctx: zmq.Context, me: int, listen: str, peers: dict[int, str],
                  max_message_bytes: int = P.DEFAULT_MAX_MESSAGE_BYTES,
                  emulation: Mapping[int, LinkSpec] | None = None, seed: int = 0,
-                 budget: TokenBucket | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+                 budget: TokenBucket | None = None, clock: Callable[[], float] = time.monotonic,
+                 heartbeat_timeout_s: float = DEFAULT_TIMEOUT_S, curve: Curve | None = None) -> None:
         self.me = me
         self.peers = dict(peers)
         self.counters = LinkCounters()
+        self.liveness = Liveness(self.peers, heartbeat_timeout_s)
+        self._heartbeat = P.encode("HEARTBEAT", {"from": me})
         self.budget = budget
         self.clock = clock
         self.emulators = {p: LinkEmulator(spec, seed, p, me) for p, spec in (emulation or {}).items()
@@ -238,19 +260,53 @@ class NeighbourLinks:
         self.timed = any(e.spec.timed for e in self.emulators.values())
         self._held: list[tuple[float, int, int, P.Message, int]] = []  # (due, seq, peer, msg, bytes)
         self._seq = 0
+        self.curve = curve
         self.inbox = ctx.socket(zmq.ROUTER)
         self.inbox.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
         self.inbox.setsockopt(zmq.LINGER, 0)
+        # A ROUTER ignores a connection whose identity is still held by an older one (and later reads
+        # its data frames as identities), so the inbox must drop a dead connection before the
+        # neighbour's DEALER gives up on it and reconnects: TCP keepalive, probing after
+        # timeout/5 of silence, gives up after about 3/5 of the heartbeat timeout. Not a ZMTP
+        # heartbeat timer: libzmq 4.3.5 aborts (!_io_error in stream_engine_base.cpp) when that
+        # timer fires on a connection flooded past the receive high-water mark, and anyone who can
+        # connect can flood an inbox.
+        probe_s = max(1, round(heartbeat_timeout_s / 5))
+        self.inbox.setsockopt(zmq.TCP_KEEPALIVE, 1)
+        self.inbox.setsockopt(zmq.TCP_KEEPALIVE_IDLE, probe_s)
+        self.inbox.setsockopt(zmq.TCP_KEEPALIVE_INTVL, probe_s)
+        self.inbox.setsockopt(zmq.TCP_KEEPALIVE_CNT, 2)
+        if curve is not None:
+            curve.serve(self.inbox, admit=[agent_name(p) for p in self.peers])
+        self.watch = SocketWatch(self.inbox)
         self.inbox.bind(listen)
         self.out: dict[int, zmq.Socket] = {}
         for peer, address in sorted(self.peers.items()):
             s = ctx.socket(zmq.DEALER)
             s.setsockopt(zmq.IDENTITY, str(me).encode())
             s.setsockopt(zmq.LINGER, 0)
-            s.setsockopt(zmq.SNDHWM, 1000)
+            s.setsockopt(zmq.SNDHWM, SEND_QUEUE)
             s.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
+            # reconnect within about a second of a healed link (the kernel's SYN backoff would take minutes)
+            s.setsockopt(zmq.RECONNECT_IVL, 100)
+            s.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
+            s.setsockopt(zmq.CONNECT_TIMEOUT, 1000)
+            self._zmtp_heartbeats(s, heartbeat_timeout_s)
+            if curve is not None:
+                curve.connect_to(s, agent_name(peer))
             s.connect(address)
             self.out[peer] = s
+        self._unsent_logged: set[int] = set()
+
+    @staticmethod
+    def _zmtp_heartbeats(sock: zmq.Socket, timeout_s: float) -> None:
+        """libzmq pings the peer and closes the connection when it stops answering, and the TTL makes
+        the peer close its end too: a partitioned TCP connection would otherwise stay up for minutes
+        and flush its backlog on heal."""
+        ms = max(1, int(timeout_s * 1000))
+        sock.setsockopt(zmq.HEARTBEAT_IVL, max(1, ms // 5))
+        sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, ms)
+        sock.setsockopt(zmq.HEARTBEAT_TTL, ms)
 
     # ------------------------------------------------------------------ send
     def send(self, peer: int, frames: list, phase: str = "rollout") -> bool:
@@ -265,26 +321,52 @@ class NeighbourLinks:
         try:
             self.out[peer].send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
         except zmq.Again:
-            log.warning("link to %d is full; message dropped", peer)
+            self.counters.msgs_unsent[peer] += 1
+            if peer not in self._unsent_logged:  # once per outage, not once per message
+                self._unsent_logged.add(peer)
+                log.warning("link to %d is full (neighbour unreachable?); messages dropped", peer)
             return False
+        self._unsent_logged.discard(peer)
         self.counters.count_sent(peer, phase, n)
+        self.liveness.sent(peer, self.clock())
         return True
+
+    def tick(self) -> None:
+        """Send the heartbeats that are due. Under a budget a heartbeat is only sent from a full token
+        bucket, which the next lockstep's refill fills again, so it never takes bytes a planned
+        message needs (a skipped heartbeat costs nothing: data traffic is proof of life too)."""
+        for peer in self.liveness.heartbeats_due(self.clock()):
+            n = P.wire_size(self._heartbeat)
+            b = self.budget
+            if b is not None and not (b.tokens >= b.depth and b.rate >= n):
+                continue
+            self.send(peer, self._heartbeat, "control")
+
+    def link_stats(self) -> dict[str, int]:
+        """Liveness and socket-monitor counters for the metric rows."""
+        return {**self.liveness.stats(), **self.watch.poll()}
 
     # ------------------------------------------------------------------ receive
     def _read_one(self) -> tuple[int, P.Message, int] | None:
         """Read and validate one frame set off the inbox (the caller knows one is there)."""
-        frames = self.inbox.recv_multipart(copy=True)
-        ident, body = frames[0], frames[1:]
+        frames = self.inbox.recv_multipart(copy=self.curve is None)  # frames carry the key's name
+        ident, body = (frames[0], frames[1:]) if self.curve is None else (frames[0].bytes, frames[1:])
         try:
             peer = int(ident.decode())
             if peer not in self.peers:
                 raise P.ProtocolError(f"message from {ident[:16]!r}, which is not a neighbour")
+            if self.curve is not None and frames[0].get("User-Id") != agent_name(peer):
+                raise P.ProtocolError(f"{frames[0].get('User-Id')}'s key claims to be neighbour {peer}")
             msg = P.decode(body)
-            if msg.type not in AGENT_MESSAGE_TYPES or msg.fields.get("from") != peer:
+            if (msg.type not in AGENT_MESSAGE_TYPES and msg.type != "HEARTBEAT") or msg.fields.get("from") != peer:
                 raise P.ProtocolError(f"neighbour {peer} sent {msg.type} claiming to be {msg.fields.get('from')}")
         except (ValueError, UnicodeDecodeError) as err:  # ProtocolError is a ValueError
             self.counters.rejected += 1
             log.warning("refused a neighbour frame: %s", err)
+            return None
+        self.liveness.heard(peer, self.clock())
+        if msg.type == "HEARTBEAT":  # proof of life only; never delivered, never emulated
+            self.counters.count_received(peer, "control", P.wire_size(body))
             return None
         return peer, msg, P.wire_size(body)
 
@@ -303,6 +385,8 @@ class NeighbourLinks:
         """Read everything waiting on the socket into the delivery queue without blocking (so that
         emulated delays run from the moment a frame arrived, even while the caller was busy)."""
         got = 0
+        self.tick()
+        self.watch.poll()  # drain the monitor often: its queue is bounded, a flood of events would be undercounted
         while self.inbox.poll(0):
             item = self._read_one()
             if item is not None:
@@ -315,6 +399,7 @@ class NeighbourLinks:
         timeout. ``phase`` overrides the accounting phase (default: :func:`phase_of`)."""
         end = self.clock() + max(0.0, timeout_ms) / 1000
         while True:
+            self.tick()
             now = self.clock()
             if self._held and self._held[0][0] <= now:
                 _, _, peer, msg, n = heapq.heappop(self._held)
@@ -322,7 +407,7 @@ class NeighbourLinks:
                 self.counters.count_received(peer, phase or phase_of(msg.type, entries), n)
                 return peer, msg
             wake = min(end, self._held[0][0]) if self._held else end
-            wait_ms = max(0.0, (wake - now) * 1000)
+            wait_ms = min(max(0.0, (wake - now) * 1000), self.liveness.interval_s * 1000)
             if self.inbox.poll(math.ceil(wait_ms) if wait_ms > 0 else 0):
                 item = self._read_one()
                 if item is not None:
@@ -337,6 +422,7 @@ class NeighbourLinks:
         return len(self._held)
 
     def close(self) -> None:
+        self.watch.close()
         for s in self.out.values():
             s.close(linger=0)
         self.inbox.close(linger=0)

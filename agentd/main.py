@@ -62,6 +62,9 @@ def add_comm_arguments(p: argparse.ArgumentParser, defaults: object | None = Non
                         "100 ms + 2 × worst link latency when a link is lossy)")
     p.add_argument("--actor-mask", action="store_true", default=d("actor_mask", False),
                    help="actor input = own observation + direct neighbours' presence bits (default: own only)")
+    p.add_argument("--heartbeat-timeout", type=float, default=d("heartbeat_timeout_s", 5.0), metavar="S",
+                   help="a neighbour silent this long during an exchange is down (presence 0, not waited for); "
+                        "heartbeats go out every S/5 on quiet links (default 5)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--link-timeout", type=float, default=30.0,
                    help="seconds of silence after which a neighbour is no longer waited for")
     add_comm_arguments(p)
+    p.add_argument("--curve", type=Path, default=None, metavar="DIR",
+                   help="CurveZMQ key directory (`khop keys`): encrypt every socket, admit only listed keys")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="learner hyperparameter")
     return p
 
@@ -88,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.kappa < 0:
             raise ValueError(f"--kappa must be >= 0, got {args.kappa}")
+        if not 0 < args.heartbeat_timeout < float("inf"):
+            raise ValueError(f"--heartbeat-timeout must be > 0 seconds, got {args.heartbeat_timeout}")
         cfg = AgentConfig(agent=args.id, env=args.env, topology=args.topology, kappa=args.kappa, algo=args.algo,
                           run_dir=args.run_dir, seed=args.seed, overrides=parse_overrides(args.set),
                           checkpoint_every=args.checkpoint_every, link_timeout_s=args.link_timeout,
@@ -95,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
                           link=LinkSpec(args.link_delay_ms, args.link_jitter_ms, args.link_loss,
                                         args.link_bandwidth_bps).validate("--link-* options"),
                           round_timeout_s=args.round_timeout_ms / 1000 if args.round_timeout_ms else None,
-                          actor_mask=args.actor_mask)
+                          actor_mask=args.actor_mask, heartbeat_timeout_s=args.heartbeat_timeout,
+                          curve=args.curve)
         pin_threads()
         agent = Agent(cfg)
         agent.install_signal_handlers()

@@ -36,12 +36,14 @@ down). With lossy links it is short (default 100 ms + twice the worst link laten
 ``--round-timeout-ms``): a lost message shows up only as a missing message at the deadline — as
 on a real network, nobody is told — and its entries (and whatever only it would have relayed) are
 absent for that step. Anchoring the deadlines to the step start keeps a late round from cascading
-into the next one. A neighbour that is *silent* is no longer waited for, until any message from it
-arrives: on a reliable link, from the first message it owed and did not send (TCP loses nothing,
-so it is dead, stopped or cut off; waiting a slot per step for it would slow everyone); on a lossy
-link, only after nothing at all has been heard from it for the link timeout (a lost message never
-makes a neighbour silent). Messages for later steps or rounds are kept (the newest few) for when
-their round comes: an agent back from a pause finds its neighbours ahead of it.
+into the next one. A neighbour that is *down* (agentd/liveness.py) is no longer waited for, its
+rows absent (presence 0), until any frame from it (data or heartbeat) arrives. It goes down when
+nothing has been heard from it for the heartbeat timeout since this exchange began (the link
+timeout if it was never heard), and, on a reliable link, also when it misses a round slot (TCP
+loses nothing, so it is dead, stopped or cut off; waiting a slot per step for it would slow
+everyone). A lost message on a lossy link never takes a neighbour down. Messages for later steps
+or rounds are kept (the newest few) for when their round comes: an agent back from a pause finds
+its neighbours ahead of it.
 
 A sender that owes a neighbour a message in a round but has none of its rows (lost upstream)
 sends an empty STATE, a control marker of ~40 bytes, so the receiver does not wait for nothing.
@@ -60,6 +62,7 @@ from envserver import protocol as P
 from topologies import khop_ball
 
 from .links import LinkCounters, LinkEmulator, LinkSpec, NeighbourLinks, TokenBucket, phase_of
+from .liveness import Liveness
 
 MODES = ("sync", "async")
 F16_MAX = float(np.finfo(np.float16).max)
@@ -222,12 +225,15 @@ class RelayNode:
         self.rounds = 0
         self.present_sum = 0  # Σ over steps of origins (self excluded) present, for presence_mean
         self.possible_sum = 0
+        self.neighbour_present = {j: 0 for j in self.neighbours}  # steps whose exchange brought j's own rows
         self.exchanges = 0  # steps this node has exchanged (begin() calls)
 
     def begin(self, t: int, own_obs: np.ndarray) -> None:
         if self.t >= 0:  # account the finished step
             self.present_sum += sum(1 for o in self.ball if o != self.me and self._fresh(o))
             self.possible_sum += len(self.ball) - 1
+            for j in self.neighbour_present:
+                self.neighbour_present[j] += self._fresh(j)
         self.t = t
         self.exchanges += 1
         self.table[self.me] = _Entry(np.asarray(own_obs, dtype=np.float32), t)
@@ -295,7 +301,7 @@ class RelayNode:
 
     def stats(self) -> dict[str, float]:
         return {"presence_mean": self.present_sum / self.possible_sum if self.possible_sum else 1.0,
-                "exchanges": self.exchanges}
+                "exchanges": self.exchanges, **{f"nbr{j}_present_steps": n for j, n in self.neighbour_present.items()}}
 
 
 def actor_input(obs: np.ndarray, node: RelayNode, with_mask: bool) -> np.ndarray:
@@ -340,10 +346,8 @@ class KHopRelay:
         self.link_timeout_s = link_timeout_s
         self.slot_s = round_timeout_s if round_timeout_s else link_timeout_s
         self.critic_dim = node.critic_dim
-        self.silent: set[int] = set()  # not awaited until they speak (module docstring)
+        self.liveness = links.liveness  # who is down: not awaited until they speak
         self.lossy = {p for p, e in links.emulators.items() if e.spec.loss > 0}
-        started = clock()
-        self.last_heard = {p: started for p in links.peers}
         self._early: dict[tuple[int, int], dict[int, P.Message]] = defaultdict(dict)
         self.update_msgs: list[tuple[int, P.Message]] = []  # TOKEN/QVALS read during a round, for the learner
         self._at = (-1, 0)  # the (step, round) being gathered, or the last one closed
@@ -370,7 +374,7 @@ class KHopRelay:
         for rnd in range(1, self.node.rounds + 1):
             for peer, frames, phase in self.node.outgoing(rnd):
                 self.links.send(peer, frames, phase)
-            for peer, msg in self._gather(t, rnd, self.node.expected(rnd), start + rnd * self.slot_s):
+            for peer, msg in self._gather(t, rnd, self.node.expected(rnd), start + rnd * self.slot_s, start):
                 self.node.accept(rnd, peer, msg)
         self.step_bytes = sum(self.links.counters.bytes_sent.values()) - sent_before
         self.step_bytes_max = max(self.step_bytes_max, self.step_bytes)
@@ -379,18 +383,20 @@ class KHopRelay:
     def critic_input(self) -> np.ndarray:
         return self.node.critic_input()
 
-    def _gather(self, t: int, rnd: int, expected: set[int], deadline: float) -> list[tuple[int, P.Message]]:
+    def _gather(self, t: int, rnd: int, expected: set[int], deadline: float,
+                since: float) -> list[tuple[int, P.Message]]:
         """Round (t, rnd)'s messages: wait until the slot deadline for the expected neighbours that
-        are not silent, and take whatever else has already been delivered."""
+        are not down, and take whatever else has already been delivered. ``since``: when this
+        exchange began (a neighbour's silence is counted from then at the earliest)."""
         got = self._early.pop((t, rnd), {})
         self._at = (t, rnd)
         while True:
-            waiting = expected - self.silent - set(got)
             now = self.clock()
+            waiting = expected - self.liveness.down - set(got)
+            waiting -= self.liveness.expire(waiting, since, now, self.link_timeout_s)
             if waiting and now >= deadline:
                 self.round_timeouts += len(waiting)
-                self.silent |= {p for p in waiting
-                                if p not in self.lossy or now - self.last_heard[p] >= self.link_timeout_s}
+                self.liveness.declare_down(p for p in waiting if p not in self.lossy)
                 break
             item = self.links.recv(min(deadline - now, 0.2) * 1000 if waiting else 0)
             if item is None:
@@ -399,22 +405,15 @@ class KHopRelay:
                 continue
             peer, msg = item
             if msg.type == "STATE" and (msg["t"], msg["round"]) == (t, rnd):
-                self.heard(peer)
                 got[peer] = msg
             else:
                 self.stash(peer, msg)
         return sorted(got.items())
 
-    def heard(self, peer: int) -> None:
-        """Any message from ``peer`` proves it alive: wait for it again."""
-        self.silent.discard(peer)
-        self.last_heard[peer] = self.clock()
-
     def stash(self, peer: int, msg: P.Message) -> None:
         """Keep a message read outside its round: a STATE for a later round (a faster neighbour, or
         one read while this agent waits in an update) until that round; a learner's update-phase
         message (TOKEN, QVALS) in :attr:`update_msgs`; a STATE whose round has closed is stale."""
-        self.heard(peer)
         if msg.type != "STATE":
             self.update_msgs.append((peer, msg))
         elif self._at < (msg["t"], msg["round"]):
@@ -432,7 +431,7 @@ class KHopRelay:
 
     def stats(self) -> dict[str, float]:
         return {**self.node.stats(), "round_timeouts": self.round_timeouts, "late_msgs": self.late_msgs,
-                "step_bytes_max": self.step_bytes_max, "neighbours_silent": len(self.silent)}
+                "step_bytes_max": self.step_bytes_max}
 
 
 # --------------------------------------------------------------------------- in one process
@@ -496,7 +495,8 @@ class MemoryNetwork:
     def comm_counters(self, i: int) -> dict[str, Any]:
         c = self.counters[i]
         return {**c.totals(), **c.by_phase(), **self.nodes[i].stats(), "round_timeouts": 0, "late_msgs": 0,
-                "step_bytes_max": self.step_bytes_max[i], "neighbours_silent": 0,
+                "step_bytes_max": self.step_bytes_max[i], **Liveness(self.plan.adj[i]).stats(),
+                "conn_dropped": 0, "handshake_failed": 0, "auth_denied": 0,
                 "msgs_sent_update_to": c.sent_to("update")}
 
 

@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import compose_file
+from . import compose_file, keys
 from agentd.main import add_comm_arguments
 
 from .launcher import Launch, LaunchError, RunConfig
@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--max-restarts", type=int, default=DEFAULTS.max_restarts, metavar="N",
                    help=f"restarts per process with --restart (default {DEFAULTS.max_restarts})")
     add_comm_arguments(r, DEFAULTS)
+    r.add_argument("--curve", type=Path, default=None, metavar="DIR",
+                   help="CurveZMQ on every socket with the keys in DIR (`khop keys`); only listed keys connect")
 
     from . import sweep
 
@@ -60,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("tasks", help="list tasks")
     sub.add_parser("algos", help="list learners")
     compose_file.register(sub)
+    keys.register(sub)
     return p
 
 
@@ -68,7 +71,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                     envs=args.envs, seed=args.seed, run_dir=args.run_dir, overrides=args.overrides,
                     deadline_s=args.deadline, checkpoint_every=args.checkpoint_every, progress=not args.no_progress,
                     inprocess=args.inprocess, restart=args.restart, max_restarts=args.max_restarts,
-                    **comm_options(args))
+                    curve=args.curve, **comm_options(args))
     launch = Launch(cfg)
     code = launch.run()
     summary = launch.dir / "report" / "summary.md"
@@ -83,7 +86,7 @@ def comm_options(args: argparse.Namespace) -> dict:
     return {"relay": args.relay, "comm_budget": args.comm_budget, "budget_max_period": args.budget_max_period,
             "link_delay_ms": args.link_delay_ms, "link_jitter_ms": args.link_jitter_ms, "link_loss": args.link_loss,
             "link_bandwidth_bps": args.link_bandwidth_bps, "round_timeout_ms": args.round_timeout_ms,
-            "actor_mask": args.actor_mask}
+            "actor_mask": args.actor_mask, "heartbeat_timeout_s": args.heartbeat_timeout}
 
 
 def _headline(run_dir: Path) -> str:
@@ -134,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     from . import sweep
 
     handlers = {"run": cmd_run, "report": cmd_report, "tasks": cmd_tasks, "algos": cmd_algos,
-                "compose": compose_file.cmd_compose, "sweep": sweep.cmd_sweep}
+                "compose": compose_file.cmd_compose, "sweep": sweep.cmd_sweep, "keys": keys.cmd_keys}
     try:
         return handlers[args.command](args)
     except LaunchError as err:

@@ -40,8 +40,9 @@ RUNS = PurePosixPath("/runs")  # the volume's mount point in every container
 RECORD = PurePosixPath("/khop")  # where the configs (topology, run record) are mounted
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 # `khop run` options that mean nothing for a compose file; every other one is taken over as it is
-NOT_FOR_COMPOSE = ("help", "run_dir", "no_progress", "inprocess", "restart", "max_restarts")  # Docker restarts
-RENAMED = {"deadline": "deadline_s"}  # option dest -> RunConfig field
+# restart flags: Docker restarts containers; curve: keys are not shipped to containers yet
+NOT_FOR_COMPOSE = ("help", "run_dir", "no_progress", "inprocess", "restart", "max_restarts", "curve")
+RENAMED = {"deadline": "deadline_s", "heartbeat_timeout": "heartbeat_timeout_s"}  # option dest -> RunConfig field
 
 
 def render(cfg: RunConfig, name: str, image: str = "khop", volume: str | None = None, nfs: str | None = None,

@@ -61,6 +61,8 @@ class RunConfig:
     kappa_rule: str = ""  # where the effective κ came from (set by validate(), recorded in config.json)
     restart: bool = False  # supervise: restart any process that dies (compose/supervisor.py)
     max_restarts: int = 5  # per process, with --restart
+    heartbeat_timeout_s: float = 5.0  # a neighbour silent this long in an exchange is down (agentd/liveness.py)
+    curve: Path | None = None  # CurveZMQ key directory (`khop keys`); None: plaintext sockets
 
 
 def code_version() -> str:
@@ -130,6 +132,15 @@ def validate(cfg: RunConfig):
     except ValueError as err:
         raise LaunchError(str(err)) from None
     validate_comm(cfg, spec, graph)
+    if cfg.curve is not None:
+        from .keys import check_keys
+
+        if cfg.inprocess:
+            raise LaunchError("--curve secures sockets; --inprocess has none")
+        try:
+            check_keys(cfg.curve, spec.n_agents)
+        except ValueError as err:
+            raise LaunchError(str(err)) from None
     return spec, graph
 
 
@@ -170,6 +181,8 @@ def validate_comm(cfg: RunConfig, spec, graph) -> None:
         raise LaunchError(f"--budget-max-period must be >= 1, got {cfg.budget_max_period}")
     if cfg.round_timeout_ms is not None and not cfg.round_timeout_ms > 0:
         raise LaunchError(f"--round-timeout-ms must be > 0, got {cfg.round_timeout_ms}")
+    if not 0 < cfg.heartbeat_timeout_s < float("inf"):
+        raise LaunchError(f"--heartbeat-timeout must be > 0 seconds, got {cfg.heartbeat_timeout_s}")
     try:
         default = link_defaults(cfg).validate("--link-* options")
         specs = [s for u in graph for s in link_specs(graph, u, default).values()]
@@ -197,11 +210,13 @@ def process_args(cfg: RunConfig, n_agents: int, env_bind: str, env_connect: str,
     args = {"envserver": ["--task", cfg.task, "--bind", env_bind, "--envs", str(cfg.envs), "--seed", str(cfg.seed),
                           "--steps", str(cfg.steps), "--deadline", str(cfg.deadline_s),
                           "--run-dir", str(run_dir / "envserver")]}
+    curve = ["--curve", str(cfg.curve)] if cfg.curve is not None else []
+    args["envserver"] += curve
     for i in range(n_agents):
         args[f"agent-{i}"] = ["--id", str(i), "--env", env_connect, "--topology", str(topology_file),
                               "--kappa", str(cfg.kappa), "--algo", cfg.algo, "--seed", str(cfg.seed),
                               "--run-dir", str(run_dir), "--checkpoint-every", str(cfg.checkpoint_every),
-                              *comm_args(cfg), *[arg for kv in cfg.overrides for arg in ("--set", kv)]]
+                              *comm_args(cfg), *curve, *[arg for kv in cfg.overrides for arg in ("--set", kv)]]
     return args
 
 
@@ -215,7 +230,8 @@ def comm_args(cfg: RunConfig) -> list[str]:
                                  ("--link-jitter-ms", cfg.link_jitter_ms, 0.0),
                                  ("--link-loss", cfg.link_loss, 0.0),
                                  ("--link-bandwidth-bps", cfg.link_bandwidth_bps, 0.0),
-                                 ("--round-timeout-ms", cfg.round_timeout_ms, None)):
+                                 ("--round-timeout-ms", cfg.round_timeout_ms, None),
+                                 ("--heartbeat-timeout", cfg.heartbeat_timeout_s, 5.0)):
         if value != default:
             out += [flag, repr(value)]
     if cfg.actor_mask:

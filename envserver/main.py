@@ -26,6 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fresh", action="store_true",
                    help="start the step counter at 0 even if a previous server left a clock in --run-dir "
                         "(default: a restarted server continues its run's step counter and budget)")
+    p.add_argument("--curve", type=Path, default=None, metavar="DIR",
+                   help="CurveZMQ key directory (`khop keys`): admit only agents whose keys are listed")
     return p
 
 
@@ -45,10 +47,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"envserver: error: {err}", file=sys.stderr)
         return 2
     cfg = ServerConfig(bind=args.bind, run_dir=args.run_dir, max_env_steps=args.steps,
-                       deadline_s=args.deadline, join_timeout_s=args.join_timeout, resume=not args.fresh)
+                       deadline_s=args.deadline, join_timeout_s=args.join_timeout, resume=not args.fresh,
+                       curve=args.curve)
     try:
         server = EnvServer(task, cfg, seed=args.seed)
-    except (ValueError, zmq.ZMQError) as err:  # a damaged clock record, a port in use
+    except (ValueError, zmq.ZMQError) as err:  # a damaged clock record, unreadable keys, a port in use
         print(f"envserver: error: {err}", file=sys.stderr)
         return 2
     server.install_signal_handlers()

@@ -20,6 +20,8 @@ import zmq
 
 from . import protocol as P
 from .clock import ClockState, StepClock
+from .curve import SERVER_NAME, Curve, agent_name
+from .sockwatch import SocketWatch
 from .episodes import EpisodeLog
 from .jsonl import JsonlWriter
 from .tasks import VecTask
@@ -38,6 +40,7 @@ class ServerConfig:
     max_message_bytes: int = 1 << 20  # an ACT is E·act_dim floats; anything near this is abuse
     status_every_s: float = 0.5
     resume: bool = True  # continue the step counter and budget of a previous server on run_dir (clock file)
+    curve: Path | None = None  # CurveZMQ key directory: admit only listed agent keys (envserver/curve.py)
 
 
 class EnvServer:
@@ -50,6 +53,11 @@ class EnvServer:
         self.sock.setsockopt(zmq.MAXMSGSIZE, P.DEFAULT_MAX_MESSAGE_BYTES)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.ROUTER_MANDATORY, 1)  # an unroutable send raises instead of vanishing
+        self.curve = Curve(cfg.curve, SERVER_NAME) if cfg.curve is not None else None
+        if self.curve is not None:
+            self.curve.serve(self.sock)  # every agent key in authorized_keys
+        self.watch = SocketWatch(self.sock)  # counts dropped connections (oversized frames) and refused handshakes
+        self._watched: dict[str, int] = {}
         self.sock.bind(cfg.bind)
         self.endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
         self.routes: dict[int, bytes] = {}  # agent id -> routing id of its DEALER
@@ -115,15 +123,19 @@ class EnvServer:
 
     def _receive(self, timeout_ms: int) -> tuple[bytes, P.Message] | None:
         """One inbound message, validated; HELLOs are handled here. None on timeout or bad frame."""
+        copy = self.curve is None  # with CURVE, frames carry the key's name (User-Id)
         try:  # most ACTs are already queued when we look: skip the poll system call for them
-            frames = self.sock.recv_multipart(zmq.NOBLOCK, copy=True)
+            frames = self.sock.recv_multipart(zmq.NOBLOCK, copy=copy)
         except zmq.Again:
             if not self.sock.poll(timeout_ms):
                 return None
-            frames = self.sock.recv_multipart(copy=True)
-        route, body = frames[0], frames[1:]
+            frames = self.sock.recv_multipart(copy=copy)
+        route, body = (frames[0], frames[1:]) if copy else (frames[0].bytes, frames[1:])
         try:
             msg = P.decode(body, self.cfg.max_message_bytes)
+            if (self.curve is not None and msg.type == "HELLO"
+                    and frames[0].get("User-Id") != agent_name(msg["agent"])):
+                raise P.ProtocolError(f"{frames[0].get('User-Id')}'s key cannot say HELLO as agent {msg['agent']}")
         except P.ProtocolError as err:
             self._reply_error(route, str(err))
             return None
@@ -253,10 +265,19 @@ class EnvServer:
         self._last_status = now
         status = {"env_step": self.env_step, "t": self.t, "live": sorted(self.live), "errors": self.errors,
                   "max_env_steps": self.cfg.max_env_steps, "done": final, "time": time.time(),
-                  "started_at": self._started_at, "incarnation": self.incarnation}
+                  "started_at": self._started_at, "incarnation": self.incarnation, **self._socket_counters()}
         tmp = self.cfg.run_dir / "status.json.tmp"
         tmp.write_text(json.dumps(status))
         tmp.replace(self.cfg.run_dir / "status.json")
+
+    def _socket_counters(self) -> dict[str, int]:
+        """What libzmq dropped or refused (envserver/sockwatch.py), with an event for each change."""
+        now = self.watch.poll()
+        for name, n in now.items():
+            if n > self._watched.get(name, 0):
+                self._event(name, None, f"{n - self._watched.get(name, 0)} more, {n} in all")
+        self._watched = now
+        return now
 
     def serve(self) -> None:
         """Run until max_env_steps (summed over copies) or a stop request; always says BYE."""
@@ -298,7 +319,10 @@ class EnvServer:
         self.events.close()
         self.clock.close()
         time.sleep(0.2)  # let BYE frames leave before the socket closes
+        self.watch.close()
         self.sock.close(linger=500)
+        if self.curve is not None:
+            self.curve.close()
         self.task.close()
 
     def install_signal_handlers(self) -> None:

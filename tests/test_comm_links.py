@@ -65,7 +65,7 @@ def test_loss_rate_matches_setting_within_binomial_bound(pair):
     got = []
     for t in range(n):
         assert l0.send(1, state(0, t))
-        if t % 200 == 199:  # stay below the sockets' high-water marks
+        if t % 50 == 49:  # stay below the send queue (links.SEND_QUEUE messages)
             got += drain(l1, t + 1)
     got += drain(l1, n)
     lost = l1.counters.msgs_lost[0]
@@ -183,7 +183,7 @@ def test_lossy_sync_relay_stays_live_and_matches_the_reference():
     lost = {i: r.links.counters.totals()["msgs_lost"] for i, r in relays.items()}
     assert lost == {i: c.totals()["msgs_lost"] for i, c in enumerate(net.counters)}  # the same messages lost
     assert sum(lost.values()) > 0
-    assert not any(r.silent for r in relays.values())  # lost messages never made a neighbour "dead"
+    assert not any(r.liveness.down for r in relays.values())  # lost messages never made a neighbour "dead"
     for i, r in relays.items():
         assert r.round_timeouts >= lost[i]
         if r.round_timeouts == lost[i]:  # no surviving message missed its slot (possible under heavy load)
