@@ -14,7 +14,6 @@ It never sees another agent's joints: κ-hop information travels through the nei
 """
 from __future__ import annotations
 
-
 import mujoco
 import numpy as np
 
