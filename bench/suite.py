@@ -2,8 +2,8 @@
 bench/results/ (``suite-<time>.json`` with every measurement, ``suite-<time>.md`` and
 ``latest.md`` with the tables).
 
-    python -m bench.suite            # full grid, ~15–25 min on 2 shared cores
-    python -m bench.suite --quick    # the goal cells only, ~2–3 min
+    python -m bench.suite            # full grid: ~25 min at load ≈ 1 (estimate), far longer when loaded
+    python -m bench.suite --quick    # the goal cells only, ~3 min (194 s at load 7)
     python -m bench.suite --sections a,d --families halfcheetah --agents 6 --kappas 1 --envs 8,32
 
 Sections: (a) distributed vs in-process env steps/s (bench/grid.py), (b) training samples/s
