@@ -42,7 +42,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="the goal cells only (N=6, κ=1, E=8; ring of 8)")
     p.add_argument("--sections", default="a,b,c,d")
-    p.add_argument("--families", default=",".join(TASKS))
+    p.add_argument("--families", default=None, help=f"for (a): {','.join(TASKS)}")
     p.add_argument("--agents", default=None, help="N for (a): 2,6,12")
     p.add_argument("--kappas", default=None, help="κ for (a): 0,1,2")
     p.add_argument("--envs", default=None, help="E for (a): 1,8,32")
@@ -58,9 +58,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     args.seconds = args.seconds or (2.0 if q else 1.5)
     args.repeats = args.repeats or (2 if q else 1)
     args.ring = ints(args.ring or ("8" if q else "8,16,32,64"))
-    args.families = [f for f in args.families.split(",") if f]
-    if q and args.families == list(TASKS):
-        args.families = ["halfcheetah"]
+    args.families = [f for f in (args.families or ("halfcheetah" if q else ",".join(TASKS))).split(",") if f]
     unknown = [f for f in args.families if f not in TASKS]
     if unknown:
         p.error(f"unknown family {unknown[0]!r}; choose from {', '.join(TASKS)}")
