@@ -140,11 +140,11 @@ class Sampler:
                     self.launch.interrupted = True  # the launcher's Ctrl-C path: BYE, checkpoint, exit
             time.sleep(0.05)
 
-    def steady(self, max_t: int | None = None) -> list[dict]:
-        """Snapshots taken after every agent was ready (and, with max_t, before step max_t)."""
+    def steady(self) -> list[dict]:
+        """Snapshots taken after every agent was ready."""
         if self.ready_at is None:
             return []
-        return [s for s in self.samples if s["time"] >= self.ready_at and (max_t is None or s["t"] <= max_t)]
+        return [s for s in self.samples if s["time"] >= self.ready_at]
 
 
 def rate(samples: list[dict]) -> float | None:
@@ -162,9 +162,8 @@ def cpu_us_per_step(samples: list[dict]) -> float | None:
     return 1e6 * (samples[-1]["cpu_s"] - samples[0]["cpu_s"]) / steps if steps > 0 else None
 
 
-def run_distributed(cfg: RunConfig, seconds: float | None = None, max_t: int | None = None) -> dict[str, Any]:
-    """Launch, sample, stop — no report (plots are not what is being timed). ``max_t``: measure the
-    rate only up to that lockstep (to leave a final update out of the window)."""
+def run_distributed(cfg: RunConfig, seconds: float | None = None) -> dict[str, Any]:
+    """Launch, sample, stop — no report (plots are not what is being timed)."""
     launch = Launch(dataclasses.replace(cfg, progress=False))
     launch.prepare()
     sampler = Sampler(launch, seconds)
@@ -180,21 +179,24 @@ def run_distributed(cfg: RunConfig, seconds: float | None = None, max_t: int | N
             sampler.thread.join()
         launch.stop()
     final = read_json(launch.dir / "envserver" / "status.json") or {}
-    window = sampler.steady(max_t)
-    ran_to_end = not launch.interrupted  # an interrupted run's final snapshot includes the stopping
-    if max_t is None and ran_to_end and final.get("done") and (not window or final["time"] > window[-1]["time"]):
-        window = window + [{**final, "cpu_s": None}]  # (the processes' CPU is no longer readable)
+    steady = sampler.steady()
+    window = steady
+    # a run that reached cfg.steps ends at its final snapshot; an interrupted one's final
+    # snapshot includes the stopping, so its window ends at the last snapshot before
+    if not launch.interrupted and final.get("done") and (not window or final["time"] > window[-1]["time"]):
+        window = window + [final]
     codes = {name: p.returncode for name, p in launch.procs.items()}
-    return {"mode": "distributed", "steps_per_s": rate(window), "cpu_us_per_step": cpu_us_per_step(window),
-            "window_s": window[-1]["time"] - window[0]["time"]
-            if len(window) >= 2 else 0.0, "env_steps": final.get("env_step", 0), "startup_s":
-            (sampler.ready_at - t0) if sampler.ready_at else None, "wall_s": time.time() - t0,
-            "rss_mb_max": max(sampler.rss_mb.values(), default=None), "hwm_mb_max": max(sampler.hwm_mb.values(),
-                                                                                           default=None),
+    mem = lambda values: max(values, default=None)  # noqa: E731
+    return {"mode": "distributed", "steps_per_s": rate(window),
+            "cpu_us_per_step": cpu_us_per_step(steady),  # (an exited process's CPU is unreadable)
+            "window_s": window[-1]["time"] - window[0]["time"] if len(window) >= 2 else 0.0,
+            "env_steps": final.get("env_step", 0),
+            "startup_s": (sampler.ready_at - t0) if sampler.ready_at else None, "wall_s": time.time() - t0,
+            "rss_mb_max": mem(sampler.rss_mb.values()), "hwm_mb_max": mem(sampler.hwm_mb.values()),
             "rss_mb_mean": (sum(sampler.rss_mb.values()) / len(sampler.rss_mb)) if sampler.rss_mb else None,
-            "pss_mb_max": max(sampler.pss_mb.values(), default=None),
-            "uss_mb_max": max(sampler.uss_mb.values(), default=None),
-            "load_1m": load, "failed": {n: c for n, c in codes.items() if c not in (0, None)}, "run_dir": str(launch.dir)}
+            "pss_mb_max": mem(sampler.pss_mb.values()), "uss_mb_max": mem(sampler.uss_mb.values()),
+            "load_1m": load, "failed": {n: c for n, c in codes.items() if c not in (0, None)},
+            "run_dir": str(launch.dir)}
 
 
 def run_in_process(cfg: RunConfig, seconds: float | None = None) -> dict[str, Any]:

@@ -2,8 +2,8 @@
 bench/results/ (``suite-<time>.json`` with every measurement, ``suite-<time>.md`` and
 ``latest.md`` with the tables).
 
-    python -m bench.suite            # full grid, ~15–25 min on 2 shared cores
-    python -m bench.suite --quick    # the goal cells only, ~2–3 min
+    python -m bench.suite            # full grid: ~25 min at load ≈ 1 (estimate), far longer when loaded
+    python -m bench.suite --quick    # the goal cells only, ~3 min (194 s at load 7)
     python -m bench.suite --sections a,d --families halfcheetah --agents 6 --kappas 1 --envs 8,32
 
 Sections: (a) distributed vs in-process env steps/s (bench/grid.py), (b) training samples/s
@@ -42,7 +42,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="the goal cells only (N=6, κ=1, E=8; ring of 8)")
     p.add_argument("--sections", default="a,b,c,d")
-    p.add_argument("--families", default=",".join(TASKS))
+    p.add_argument("--families", default=None, help=f"for (a): {','.join(TASKS)}")
     p.add_argument("--agents", default=None, help="N for (a): 2,6,12")
     p.add_argument("--kappas", default=None, help="κ for (a): 0,1,2")
     p.add_argument("--envs", default=None, help="E for (a): 1,8,32")
@@ -58,9 +58,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     args.seconds = args.seconds or (2.0 if q else 1.5)
     args.repeats = args.repeats or (2 if q else 1)
     args.ring = ints(args.ring or ("8" if q else "8,16,32,64"))
-    args.families = [f for f in args.families.split(",") if f]
-    if q and args.families == list(TASKS):
-        args.families = ["halfcheetah"]
+    args.families = [f for f in (args.families or ("halfcheetah" if q else ",".join(TASKS))).split(",") if f]
     unknown = [f for f in args.families if f not in TASKS]
     if unknown:
         p.error(f"unknown family {unknown[0]!r}; choose from {', '.join(TASKS)}")
@@ -99,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
                 save()
         if "b" in sections:
             log("(b) training with updates")
-            out["b"] = run_training(2 if args.quick else 4, args.repeats if args.quick else 2, root, log)
+            out["b"] = run_training(2 if args.quick else 4, 1 if args.quick else 2, root, log)  # quick: one A B pair
             save()
         if "d" in sections:  # before (c): its largest ring is the longest run of the suite
             log("(d) wire bytes against the payload floor")
