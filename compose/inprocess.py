@@ -20,7 +20,8 @@ import numpy as np
 
 from agentd.core import AgentCore, pin_threads
 from agentd.links import link_specs
-from agentd.relay import MemoryNetwork, RelayPlan, actor_input
+from agentd.memory_network import MemoryNetwork
+from agentd.relay import RelayPlan, actor_input
 from agentd.update_phase import MemoryPost, update_protocol
 from envserver.episodes import EpisodeLog
 from envserver.tasks import make_task

@@ -8,7 +8,8 @@ import pytest
 import zmq
 
 from agentd.links import LinkSpec, NeighbourLinks, link_specs
-from agentd.relay import KHopRelay, MemoryNetwork, RelayNode, RelayPlan
+from agentd.memory_network import MemoryNetwork
+from agentd.relay import KHopRelay, RelayNode, RelayPlan
 from compose.launcher import free_ports
 from topologies import generate, khop_ball, neighbours
 

@@ -13,7 +13,8 @@ import torch
 
 from agentd.learner import make_learner
 from agentd.qvals import QExchange
-from agentd.relay import MemoryNetwork, RelayPlan
+from agentd.memory_network import MemoryNetwork
+from agentd.relay import RelayPlan
 from agentd.update_phase import MemoryPost
 from envserver.tasks.base import AgentSpec
 from topologies import generate, khop_ball, load_topology
