@@ -207,6 +207,8 @@ def process_args(cfg: RunConfig, n_agents: int, env_bind: str, env_connect: str,
                  run_dir: PurePath) -> dict[str, list[str]]:
     """Each process's arguments after its program name: "envserver" and "agent-<i>". The one place they
     are built, for local processes (`khop run`) and for containers (`khop compose`)."""
+    if cfg.kappa is None:  # the default κ depends on the algorithm and the graph: validate() decides it
+        raise LaunchError("κ is not decided yet: call validate(cfg) before building process arguments")
     args = {"envserver": ["--task", cfg.task, "--bind", env_bind, "--envs", str(cfg.envs), "--seed", str(cfg.seed),
                           "--steps", str(cfg.steps), "--deadline", str(cfg.deadline_s),
                           "--run-dir", str(run_dir / "envserver")]}

@@ -110,7 +110,7 @@ def test_partitioned_link_goes_presence_zero_and_heals(namespaces, tmp_path):
     topology = tmp_path / "topology.json"
     save_topology(graph, topology)
     env = f"tcp://{NET}.1:5555"
-    cfg = RunConfig(envs=E, steps=STEPS, overrides=["rollout_len=16"])
+    cfg = RunConfig(envs=E, steps=STEPS, kappa=1, overrides=["rollout_len=16"])
     procs = {}
     try:
         for name, args in process_args(cfg, N, env, env, topology, run_dir).items():
