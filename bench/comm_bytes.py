@@ -19,7 +19,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agentd.relay import MemoryNetwork, RelayPlan  # noqa: E402
+from agentd.memory_network import MemoryNetwork  # noqa: E402
+from agentd.relay import RelayPlan  # noqa: E402
 from envserver.tasks import task_spec  # noqa: E402
 from topologies import resolve_topology  # noqa: E402
 

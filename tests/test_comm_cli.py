@@ -9,7 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from agentd.relay import MemoryNetwork, RelayPlan, actor_input
+from agentd.memory_network import MemoryNetwork
+from agentd.relay import RelayPlan, actor_input
 from compose.cli import main
 from compose.report import summarize
 from topologies import generate
