@@ -73,20 +73,6 @@ def read_json(path: Path) -> dict | None:
         return None
 
 
-def last_row(path: Path) -> dict | None:
-    """The last complete row of a JSONL file (a torn last line is skipped)."""
-    try:
-        lines = path.read_text().splitlines()
-    except OSError:
-        return None
-    for line in reversed(lines):
-        try:
-            return json.loads(line)
-        except ValueError:
-            continue
-    return None
-
-
 @dataclasses.dataclass
 class Sampler:
     """Polls status.json and the agents' /proc entries while a distributed run is going."""

@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from compose.launcher import RunConfig
+from compose.report import read_jsonl
 from envserver.tasks import task_spec
 from topologies import khop_ball, resolve_topology
 
-from .measure import last_row, run_distributed
+from .measure import run_distributed
 
 ROLLOUT = 16  # lockstep rounds before the one update whose metrics row carries the counters
 
@@ -35,7 +36,8 @@ def measured_bytes(run_dir: Path, n_agents: int, envs: int) -> float | None:
     """Mean over agents of rollout-phase bytes sent per relay exchange per env copy."""
     per_agent = []
     for i in range(n_agents):
-        row = last_row(run_dir / f"agent-{i}" / "metrics.jsonl")
+        rows = read_jsonl(run_dir / f"agent-{i}" / "metrics.jsonl")  # a torn last line is skipped
+        row = rows[-1] if rows else None
         if not row or not row.get("exchanges"):
             return None
         per_agent.append(row["bytes_sent_rollout"] / (row["exchanges"] * envs))
