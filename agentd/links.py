@@ -252,7 +252,10 @@ class NeighbourLinks:
         self.peers = dict(peers)
         self.counters = LinkCounters()
         self.liveness = Liveness(self.peers, heartbeat_timeout_s)
-        self._heartbeat = P.encode("HEARTBEAT", {"from": me})
+        # the last relay round (step, round) this agent has sent, which its heartbeats carry, and the
+        # same as last told by each neighbour: see :meth:`has_sent`
+        self.progress: tuple[int, int] = (0, 0)
+        self.peer_progress: dict[int, tuple[int, int]] = {}
         self.budget = budget
         self.clock = clock
         self.emulators = {p: LinkEmulator(spec, seed, p, me) for p, spec in (emulation or {}).items()
@@ -264,6 +267,10 @@ class NeighbourLinks:
         self.inbox = ctx.socket(zmq.ROUTER)
         self.inbox.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
         self.inbox.setsockopt(zmq.LINGER, 0)
+        # a reconnecting neighbour takes its routing id over from its dead connection at once; without
+        # this the ROUTER would keep the new connection anonymous and read its first data frame as an
+        # id (the message is lost). Curve binds the id to the key, so nobody else can take it over.
+        self.inbox.setsockopt(zmq.ROUTER_HANDOVER, 1)
         # A ROUTER ignores a connection whose identity is still held by an older one (and later reads
         # its data frames as identities), so the inbox must drop a dead connection before the
         # neighbour's DEALER gives up on it and reconnects: TCP keepalive, probing after
@@ -335,12 +342,26 @@ class NeighbourLinks:
         """Send the heartbeats that are due. Under a budget a heartbeat is only sent from a full token
         bucket, which the next lockstep's refill fills again, so it never takes bytes a planned
         message needs (a skipped heartbeat costs nothing: data traffic is proof of life too)."""
-        for peer in self.liveness.heartbeats_due(self.clock()):
-            n = P.wire_size(self._heartbeat)
+        due = self.liveness.heartbeats_due(self.clock())
+        if not due:
+            return
+        t, rnd = self.progress
+        heartbeat = P.encode("HEARTBEAT", {"from": self.me, "t": t, "round": rnd})
+        n = P.wire_size(heartbeat)
+        for peer in due:
             b = self.budget
             if b is not None and not (b.tokens >= b.depth and b.rate >= n):
                 continue
-            self.send(peer, self._heartbeat, "control")
+            self.send(peer, heartbeat, "control")
+
+    def has_sent(self, peer: int, key: tuple[int, int]) -> bool:
+        """Has ``peer`` told us (in a heartbeat) that it already sent its relay round ``key``, with
+        nothing of it still held by our link emulator? Then a message of that round we are waiting
+        for is lost: TCP loses what was in flight when a connection is torn down and rebuilt (a
+        partition, a reconnect), and waiting out the round slot would stall the lockstep for it."""
+        if self.peer_progress.get(peer, (0, 0)) < key:
+            return False
+        return not any(held[2] == peer for held in self._held)
 
     def link_stats(self) -> dict[str, int]:
         """Liveness and socket-monitor counters for the metric rows."""
@@ -365,7 +386,8 @@ class NeighbourLinks:
             log.warning("refused a neighbour frame: %s", err)
             return None
         self.liveness.heard(peer, self.clock())
-        if msg.type == "HEARTBEAT":  # proof of life only; never delivered, never emulated
+        if msg.type == "HEARTBEAT":  # proof of life and progress only; never delivered, never emulated
+            self.peer_progress[peer] = (msg["t"], msg["round"])
             self.counters.count_received(peer, "control", P.wire_size(body))
             return None
         return peer, msg, P.wire_size(body)

@@ -39,9 +39,12 @@ absent for that step. Anchoring the deadlines to the step start keeps a late rou
 into the next one. A neighbour that is *down* (agentd/liveness.py) is no longer waited for, its
 rows absent (presence 0), until any frame from it (data or heartbeat) arrives. It goes down when
 nothing has been heard from it for the heartbeat timeout since this exchange began (the link
-timeout if it was never heard), and, on a reliable link, also when it misses a round slot (TCP
-loses nothing, so it is dead, stopped or cut off; waiting a slot per step for it would slow
-everyone). A lost message on a lossy link never takes a neighbour down. Messages for later steps
+timeout if it was never heard), and, on a reliable link, also when it misses a round slot (it is
+dead, stopped or cut off; waiting a slot per step for it would slow everyone). A lost message on a
+lossy link never takes a neighbour down. TCP itself loses what was in flight when a connection is
+torn down and rebuilt (a healed partition): heartbeats carry the sender's last relay round, so a
+message that such a heartbeat proves sent but that never came is given up within a heartbeat
+interval (``lost_msgs``, presence 0 for that step) instead of a round slot, and nobody goes down. Messages for later steps
 or rounds are kept (the newest few) for when their round comes: an agent back from a pause finds
 its neighbours ahead of it.
 
@@ -353,6 +356,7 @@ class KHopRelay:
         self._early_keys = 2 * (node.plan.kappa + 1)  # (step, round) keys kept ahead: the newest
         self.round_timeouts = 0  # expected messages still missing at a slot deadline
         self.late_msgs = 0  # arrived after their round closed
+        self.lost_msgs = 0  # not waited for any longer: the sender's heartbeat says it was sent (lost in a reconnect)
         self.step_bytes = 0  # wire bytes sent in the last exchange
         self.step_bytes_max = 0
 
@@ -373,6 +377,7 @@ class KHopRelay:
         for rnd in range(1, self.node.rounds + 1):
             for peer, frames, phase in self.node.outgoing(rnd):
                 self.links.send(peer, frames, phase)
+            self.links.progress = (t, rnd)
             for peer, msg in self._gather(t, rnd, self.node.expected(rnd), start + rnd * self.slot_s, start):
                 self.node.accept(rnd, peer, msg)
         self.step_bytes = sum(self.links.counters.bytes_sent.values()) - sent_before
@@ -389,10 +394,16 @@ class KHopRelay:
         exchange began (a neighbour's silence is counted from then at the earliest)."""
         got = self._early.pop((t, rnd), {})
         self._at = (t, rnd)
+        lost: set[int] = set()
         while True:
             now = self.clock()
-            waiting = expected - self.liveness.down - set(got)
+            waiting = expected - self.liveness.down - set(got) - lost
             waiting -= self.liveness.expire(waiting, since, now, self.link_timeout_s)
+            newly_lost = {p for p in waiting if self.links.has_sent(p, (t, rnd))}
+            if newly_lost:
+                self.lost_msgs += len(newly_lost)
+                lost |= newly_lost
+                waiting -= newly_lost
             if waiting and now >= deadline:
                 self.round_timeouts += len(waiting)
                 self.liveness.declare_down(p for p in waiting if p not in self.lossy)
@@ -430,6 +441,7 @@ class KHopRelay:
 
     def stats(self) -> dict[str, float]:
         return {**self.node.stats(), "round_timeouts": self.round_timeouts, "late_msgs": self.late_msgs,
+                "lost_msgs": self.lost_msgs,
                 "step_bytes_max": self.step_bytes_max}
 
 

@@ -33,8 +33,10 @@ TOKEN      agent → agent  from:int, update:int, pos:int; token[T·E] f32: the 
                         product M, handed along the update's DFS walk (agentd/token_walk.py)
 QVALS      agent → agent  from:int, update:int, origin:int, hops:int; q[T·E] f32: an agent's
                         truncated shadow Q-values, relayed ≤ κ hops (agentd/learner/shadow_pg.py)
-HEARTBEAT  agent ↔ agent  from:int (sent when a link has been quiet for a while, so a neighbour can
-                        tell a slow agent from a dead one; agentd/liveness.py)
+HEARTBEAT  agent ↔ agent  from:int, t:int, round:int (sent when a link has been quiet for a while, so
+                        a neighbour can tell a slow agent from a dead one, agentd/liveness.py;
+                        (t, round) is the last relay round the sender has sent, so a neighbour still
+                        waiting for that round's message knows it was lost, agentd/relay.py)
 =========  ===========  ====================================================================
 
 :func:`wire_size` is the byte count every link counter and communication budget uses: each frame's
@@ -75,7 +77,7 @@ _FIELDS: dict[str, dict[str, tuple[type, ...]]] = {
     "STATE": {"from": (int,), "t": (int,), "round": (int,), "origins": (list,), "hops": (list,)},
     "TOKEN": {"from": (int,), "update": (int,), "pos": (int,)},
     "QVALS": {"from": (int,), "update": (int,), "origin": (int,), "hops": (int,)},
-    "HEARTBEAT": {"from": (int,)},
+    "HEARTBEAT": {"from": (int,), "t": (int,), "round": (int,)},
 }
 # buffers each type must carry, by name (STATE carries a variable number, checked separately)
 _BUFFERS: dict[str, tuple[str, ...]] = {

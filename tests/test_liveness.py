@@ -131,3 +131,40 @@ def test_dead_neighbour_goes_presence_zero_fast_and_a_new_process_brings_it_back
     np.testing.assert_array_equal(results[1][steps - 1][:, d0 + d1:d0 + d1 + d2], obs_of(2, steps - 1))
     assert relays["2b"].late_msgs <= SEND_QUEUE
     assert relays[0].liveness.down_events.get(1, 0) == 0  # 0's only neighbour stayed alive
+
+
+def test_message_lost_in_a_reconnect_is_given_up_at_the_senders_heartbeat_not_the_slot():
+    """TCP loses what was in flight when a connection is rebuilt (a healed partition). Agent 1 has
+    sent its round (0, 1) — its heartbeats say so — but the message never arrived: agent 0 stops
+    waiting for it at the next heartbeat (presence 0 for that step, ``lost_msgs``), long before its
+    600 s slot, and does not take 1 down. Before 1's heartbeat says so, 0 keeps waiting."""
+    graph = generate("line", 2)
+    plan = RelayPlan(graph, 1, dims_of(2), E)
+    ctx = zmq.Context()
+    a, b = (f"tcp://127.0.0.1:{p}" for p in free_ports(2))
+    l0 = NeighbourLinks(ctx, 0, a, {1: b}, heartbeat_timeout_s=0.5)
+    l1 = NeighbourLinks(ctx, 1, b, {0: a}, heartbeat_timeout_s=0.5)
+    relay = KHopRelay(RelayNode(0, plan), l0, link_timeout_s=600.0, round_timeout_s=600.0)
+    out: dict = {}
+    th = threading.Thread(target=lambda: out.setdefault("ci", relay.exchange(0, obs_of(0, 0))), daemon=True)
+    try:
+        th.start()
+        end = time.monotonic() + 2.0  # four heartbeat intervals: 1 says it is alive, not that it sent
+        while time.monotonic() < end:
+            l1.pump()
+            time.sleep(0.02)
+        assert th.is_alive() and relay.lost_msgs == 0, "gave up on a message its sender never claimed to send"
+        l1.progress = (0, 1)  # 1 sent its round (0, 1); the frame was lost on the way
+        end = time.monotonic() + 120
+        while th.is_alive() and time.monotonic() < end:
+            l1.pump()
+            th.join(timeout=0.02)
+        assert not th.is_alive(), "waited out the round slot for a message its sender said it had sent"
+        assert relay.lost_msgs == 1 and relay.round_timeouts == 0
+        assert float(out["ci"][0, -1]) == 0.0 and float(out["ci"][0, -2]) == 1.0  # presence: 1 absent, self present
+        assert not relay.liveness.down and relay.liveness.down_events[1] == 0
+    finally:
+        if not th.is_alive():  # a relay still waiting owns l0's sockets: leave them to the daemon thread
+            l0.close()
+            l1.close()
+            ctx.term()
