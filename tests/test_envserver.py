@@ -66,7 +66,7 @@ def act_frames(agent, t, action=None):
 def malformed(t):
     """(description, frames) sent by agent 5 before its honest ACT at step t."""
     good = [bytes(f) for f in act_frames(5, t)]
-    head = msgpack.unpackb(good[0])
+    head = P.header_map(msgpack.unpackb(good[0]))
     return [
         ("wrong type", [bytes(f) for f in P.encode("STEP", {"t": t}, {
             "obs": np.zeros((E, 101), np.float32), "reward": np.zeros(E, np.float32),

@@ -46,8 +46,10 @@ def mutate(frames, rng):
     elif kind == 2:  # drop or duplicate frames
         frames = frames[:1] if rng.random() < 0.5 else frames + frames[1:]
     elif kind == 3:  # rewrite a header field with a hostile value
-        head = msgpack.unpackb(bytes(frames[0]))
-        key = list(head)[rng.integers(0, len(head))]
+        head = msgpack.unpackb(bytes(frames[0]))  # positional, as khop sends it
+        if rng.random() < 0.5:
+            head = P.header_map(head)  # or the readable map form
+        key = list(head)[rng.integers(0, len(head))] if isinstance(head, dict) else rng.integers(0, len(head))
         head[key] = [None, -1, 2**62, "x" * 100, [1] * 50, {"a": 1}, True, 1.5][rng.integers(0, 8)]
         frames[0] = bytearray(msgpack.packb(head))
     elif kind == 4:  # random frames

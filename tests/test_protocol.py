@@ -41,7 +41,8 @@ def act(t=0, action=None):
 
 
 def header(frames):
-    return msgpack.unpackb(frames[0])
+    """The readable map form of a positional header, to edit and send back as a map."""
+    return P.header_map(msgpack.unpackb(frames[0]))
 
 
 def rebuild(head, bufs):
@@ -51,7 +52,17 @@ def rebuild(head, bufs):
 @pytest.mark.parametrize("make, reason", [
     (lambda: [], "empty message"),
     (lambda: [b"\xc1garbage"], "not valid msgpack"),
-    (lambda: [msgpack.packb([1, 2, 3])], "not a map"),
+    (lambda: [msgpack.packb(42)], "neither a list nor a map"),
+    (lambda: [msgpack.packb([99, 0, 0, []])], "unknown message type code 99"),
+    (lambda: [msgpack.packb([True, 0, 0, []])], "unknown message type code True"),
+    (lambda: [msgpack.packb([1, 2, 3])], "WELCOME header has 3 items, expected 13"),
+    (lambda: [msgpack.packb(msgpack.unpackb(act()[0])[:-1] + ["nope"])] + act()[1:], "buffer list is malformed"),
+    (lambda: [msgpack.packb(msgpack.unpackb(act()[0])[:-1] + [[["f4"]]])] + act()[1:], "malformed buffer descriptor"),
+    (lambda: [msgpack.packb(msgpack.unpackb(act()[0])[:-1] + [[["f4", [2, 3]]]])] + act()[1:], "malformed buffer descriptor"),
+    (lambda: [msgpack.packb(msgpack.unpackb(act()[0])[:-1] + [[[9, [2, 3]]]])] + act()[1:], "malformed buffer descriptor"),
+    (lambda: [msgpack.packb(msgpack.unpackb(act()[0])[:-1] + [[[0, [1]]] * 2])] + act()[1:] * 2,
+     "declares 2 buffers, expected 1"),
+    (lambda: [msgpack.packb(msgpack.unpackb(act()[0])[:-1] + [[]])], "lacks buffer 'action'"),
     (lambda: [msgpack.packb({"type": "FLY"})], "unknown message type"),
     (lambda: [msgpack.packb({"type": [1, 2]})], "unknown message type"),
     (lambda: [msgpack.packb({"type": "STATE", "from": 1, "t": 0, "round": 1, "origins": [[1]], "hops": [0],

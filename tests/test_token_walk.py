@@ -174,6 +174,8 @@ def test_distributed_walk_follows_the_plan_along_edges(tmp_path, algo, topology)
 
 
 def test_update_messages_are_validated_like_every_frame():
+    import msgpack
+
     from envserver import protocol as P
 
     token = np.arange(6, dtype=np.float32)
@@ -187,8 +189,10 @@ def test_update_messages_are_validated_like_every_frame():
         ({"from": 1, "update": 3}, {"token": token}, "lacks field 'pos'"),
         ({"from": 1, "update": 3, "pos": 1}, {"token": np.array([np.nan], np.float32)}, "NaN"),
     ]:
+        # the readable map header: a positional one cannot leave a field out
+        head = {"type": "TOKEN", **fields, "bufs": [[n, "f4", list(a.shape)] for n, a in arrays.items()]}
         with pytest.raises(P.ProtocolError, match=reason):
-            P.decode([bytes(f) for f in P.encode("TOKEN", fields, arrays)])
+            P.decode([msgpack.packb(head)] + [a.tobytes() for a in arrays.values()])
 
 
 @pytest.mark.parametrize("bad", [np.ones(3, np.float32), -np.ones(4, np.float32)])
