@@ -201,7 +201,7 @@ def test_token_multiplies_the_standardised_reward_advantage_only() -> None:
     token = np.random.default_rng(1).uniform(0, 2, 16 * E).astype(np.float32)
     with torch.no_grad():
         last_v = lrn.critic(torch.from_numpy(lrn.critic_norm.normalize(cin))).numpy()
-    adv, _ = gae(b.rewards, b.values, b.dones, last_v, lrn.cfg.gamma, lrn.cfg.gae_lambda)
+    adv, _ = gae(b.rewards, lrn.rollout_values()[0], b.dones, last_v, lrn.cfg.gamma, lrn.cfg.gae_lambda)
     batch = lrn._prepare(cin, token)
     np.testing.assert_allclose(batch.adv.numpy(), standardise(adv.reshape(-1)) * token, rtol=1e-5, atol=1e-6)
     assert batch.cost_adv.abs().mean() > 0 and abs(float(batch.cost_adv.mean())) < 1e-5  # standardised, unweighted

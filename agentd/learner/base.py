@@ -153,7 +153,7 @@ class Learner:
         self.critic_norm = RunningNorm(self.critic_dim)
         act_shape, act_dtype = ((), np.int64) if self.discrete else ((a.act_dim,), np.float32)
         self.buffer = RolloutBuffer(cfg.rollout_len, self.n_envs, a.obs_dim, self.critic_dim,
-                                    act_shape, act_dtype, out if self.discrete else 2 * out, self.n_costs)
+                                    act_shape, act_dtype, out if self.discrete else 2 * out)
         self.episode_costs = EpisodeCosts(self.n_envs, self.n_costs)
         self.ep_cost_est = np.zeros(self.n_costs)  # J_u of the latest update's rollout
 
@@ -217,11 +217,8 @@ class Learner:
         with torch.no_grad():
             params = self.actor(torch.from_numpy(obs))
             action, logp = self.dist.sample(params, self.gen)
-            cin = torch.from_numpy(critic_in)
-            value = self.critic(cin)
-            cost_values = torch.stack([c(cin) for c in self.cost_critics], -1).numpy() if self.n_costs else None
         a = action.numpy()
-        self.buffer.add(obs, critic_in, a, logp.numpy(), value.numpy(), params.numpy(), cost_values)
+        self.buffer.add(obs, critic_in, a, logp.numpy(), params.numpy())
         if self.discrete:
             return a.copy()
         return np.clip(a, self.agent.act_low, self.agent.act_high).astype(np.float32)
@@ -319,6 +316,17 @@ class Learner:
             raise ValueError(f"token must have shape ({n},), got {t.shape}")
         return np.clip(t * self._last_ratio, 0.0, TOKEN_MAX).astype(np.float32)
 
+    def rollout_values(self) -> tuple[np.ndarray, np.ndarray]:
+        """V and every cost critic's V_u of the rollout's critic inputs, ``[T, E]`` and
+        ``[T, E, m]``: one forward over the whole batch, the critics being the ones that were
+        current while acting (they change only in an update)."""
+        b = self.buffer
+        cin = torch.from_numpy(b.critic_in.reshape(b.t_len * b.n_envs, self.critic_dim))
+        with torch.no_grad():
+            values = self.critic(cin).numpy().reshape(b.t_len, b.n_envs)
+            costs = [c(cin).numpy().reshape(b.t_len, b.n_envs) for c in self.cost_critics]
+        return values, np.stack(costs, -1) if costs else np.zeros((b.t_len, b.n_envs, 0), np.float32)
+
     def _prepare(self, last_critic_in: np.ndarray, token: np.ndarray | None) -> Batch:
         """Advantages and returns for reward and every cost, flattened to one :class:`Batch`."""
         cfg, b = self.cfg, self.buffer
@@ -328,7 +336,8 @@ class Learner:
         with torch.no_grad():
             last_v = self.critic(last_in).numpy()
             last_cv = [c(last_in).numpy() for c in self.cost_critics]
-        adv, ret = gae(b.rewards, b.values, b.dones, last_v, cfg.gamma, cfg.gae_lambda)
+        values, cost_values = self.rollout_values()
+        adv, ret = gae(b.rewards, values, b.dones, last_v, cfg.gamma, cfg.gae_lambda)
         adv = standardise(adv.reshape(n))
         if token is not None:
             adv = adv * token
@@ -336,7 +345,7 @@ class Learner:
         cost_ret = np.zeros((n, self.n_costs), dtype=np.float32)
         for u in range(self.n_costs):
             assert b.costs is not None
-            ca, cr = gae(b.costs[:, :, u], b.cost_values[:, :, u], b.dones, last_cv[u], cfg.gamma, cfg.gae_lambda)
+            ca, cr = gae(b.costs[:, :, u], cost_values[:, :, u], b.dones, last_cv[u], cfg.gamma, cfg.gae_lambda)
             cost_adv[:, u], cost_ret[:, u] = standardise(ca.reshape(n)), cr.reshape(n)
         if self.n_costs:
             assert b.costs is not None

@@ -4,8 +4,9 @@ Rows are stored exactly as the networks saw them at acting time (normalised obs 
 together with the old distribution's parameters, so that the first minibatch of an update
 reproduces ratio = 1 and KL = 0 even though the normalisers kept moving during the rollout.
 Costs are stored too (``[T, E, n_costs]``, width fixed by the first ``observe``) so constrained
-learners can add cost critics on the same base with :func:`gae`; their value estimates at acting
-time go to ``cost_values [T, E, n_cost_critics]``.
+learners can add cost critics on the same base with :func:`gae`. Value estimates are not stored:
+the critics do not change during a rollout, so the learner evaluates them once over the whole
+``[T·E]`` batch at update time instead of at batch E on every step (base.Learner.rollout_values).
 
 Flattening order: an update sees the ``T·E`` samples as ``x.reshape(T·E, ...)`` of the ``[T, E]``
 arrays, i.e. sample ``n = t·E + e`` (rollout step t, env copy e). Every agent of a run acts on
@@ -43,16 +44,14 @@ class RolloutBuffer:
     """Fixed-size buffer filled one ``act`` (``add``) + ``observe`` (``complete``) pair at a time."""
 
     def __init__(self, t_len: int, n_envs: int, obs_dim: int, critic_dim: int,
-                 act_shape: tuple[int, ...], act_dtype: type, n_params: int, n_cost_critics: int = 0) -> None:
+                 act_shape: tuple[int, ...], act_dtype: type, n_params: int) -> None:
         self.t_len, self.n_envs = t_len, n_envs
         shape = (t_len, n_envs)
         self.obs = np.zeros(shape + (obs_dim,), dtype=np.float32)
         self.critic_in = np.zeros(shape + (critic_dim,), dtype=np.float32)
         self.actions = np.zeros(shape + act_shape, dtype=act_dtype)
         self.logp = np.zeros(shape, dtype=np.float32)
-        self.values = np.zeros(shape, dtype=np.float32)
         self.params = np.zeros(shape + (n_params,), dtype=np.float32)
-        self.cost_values = np.zeros(shape + (n_cost_critics,), dtype=np.float32)
         self.rewards = np.zeros(shape, dtype=np.float32)
         self.dones = np.zeros(shape, dtype=bool)
         self.costs: np.ndarray | None = None
@@ -70,13 +69,11 @@ class RolloutBuffer:
             raise RuntimeError("rollout buffer is full: call update() before acting again")
 
     def add(self, obs: np.ndarray, critic_in: np.ndarray, action: np.ndarray, logp: np.ndarray,
-            value: np.ndarray, params: np.ndarray, cost_values: np.ndarray | None = None) -> None:
+            params: np.ndarray) -> None:
         self.ensure_can_add()
         t = self.pos
         self.obs[t], self.critic_in[t], self.actions[t] = obs, critic_in, action
-        self.logp[t], self.values[t], self.params[t] = logp, value, params
-        if cost_values is not None:
-            self.cost_values[t] = cost_values
+        self.logp[t], self.params[t] = logp, params
         self.pending = True
 
     def complete(self, reward: np.ndarray, cost: np.ndarray, done: np.ndarray) -> None:
