@@ -177,8 +177,7 @@ class Agent:
         a = msg.arrays
         action = self.core.step(t, actor_input(obs, self.relay.node, self.cfg.actor_mask), critic_in, a["reward"],
                                 a["cost"], a["terminated"] | a["truncated"])
-        self.env.send_multipart(P.encode("ACT", {"agent": self.cfg.agent, "t": t}, {"action": action}),
-                                copy=False)
+        P.send(self.env, P.encode("ACT", {"agent": self.cfg.agent, "t": t}, {"action": action}), block=True)
         self.envlink.sent()
 
     def install_signal_handlers(self) -> None:

@@ -326,7 +326,7 @@ class NeighbourLinks:
                         n, peer, self.budget.tokens)
             return False
         try:
-            self.out[peer].send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
+            P.send(self.out[peer], frames)
         except zmq.Again:
             self.counters.msgs_unsent[peer] += 1
             if peer not in self._unsent_logged:  # once per outage, not once per message

@@ -59,6 +59,7 @@ from typing import Any
 
 import msgpack
 import numpy as np
+import zmq
 
 PROTOCOL_VERSION = 2  # 2: positional headers
 MAX_HEADER_BYTES = 64 * 1024
@@ -167,6 +168,21 @@ def header_map(header: Any) -> Any:
         raise ProtocolError(f"{msg_type} declares {len(bufs)} buffers, expected {len(buf_names)}")
     return {"type": msg_type, **dict(zip(names, header[1:-1])),
             "bufs": [[name, _DTYPE_CODES[code], shape] for name, (code, shape) in zip(buf_names, bufs)]}
+
+
+_MORE, _NOBLOCK = int(zmq.SNDMORE), int(zmq.NOBLOCK)
+
+
+def send(sock: zmq.Socket, frames: list, block: bool = False) -> None:
+    """``sock.send_multipart(frames, copy=False)`` at a quarter of the cost: pyzmq's version does
+    Python-level enum arithmetic on the flags for every frame (~20 µs for a two-frame STATE against
+    ~5 µs here), and a lockstep of six agents sends six seven-frame STEPs and eighteen agent
+    messages. Like it, a non-blocking send raises ``zmq.Again`` when the peer's queue is full
+    (libzmq accepts or refuses a multipart message as a whole, at its first frame)."""
+    flags = 0 if block else _NOBLOCK
+    last = len(frames) - 1
+    for i, frame in enumerate(frames):
+        sock.send(frame, flags | _MORE if i < last else flags, copy=False)
 
 
 def frame_size(frame: Any) -> int:

@@ -27,6 +27,8 @@ from .jsonl import JsonlWriter
 from .tasks import VecTask
 from .tasks.base import AgentSpec
 
+_EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)  # plain ints: pyzmq's enum arithmetic costs µs per call
+
 log = logging.getLogger("envserver")
 
 
@@ -87,7 +89,7 @@ class EnvServer:
         """Never block: a peer that stops reading fills its queue, and with ROUTER_MANDATORY a
         blocking send would then stall the whole lockstep. Returns False if the frame was dropped."""
         try:
-            self.sock.send_multipart([route, *frames], flags=zmq.NOBLOCK, copy=False)
+            P.send(self.sock, [route, *frames])
             return True
         except zmq.ZMQError:  # EAGAIN (peer's queue full) or EHOSTUNREACH (peer gone)
             return False
@@ -124,12 +126,11 @@ class EnvServer:
     def _receive(self, timeout_ms: int) -> tuple[bytes, P.Message] | None:
         """One inbound message, validated; HELLOs are handled here. None on timeout or bad frame."""
         copy = self.curve is None  # with CURVE, frames carry the key's name (User-Id)
-        try:  # most ACTs are already queued when we look: skip the poll system call for them
-            frames = self.sock.recv_multipart(zmq.NOBLOCK, copy=copy)
-        except zmq.Again:
-            if not self.sock.poll(timeout_ms):
-                return None
-            frames = self.sock.recv_multipart(copy=copy)
+        # most ACTs are already queued when we look: skip the poll system call for them (asking
+        # ZMQ_EVENTS costs a fraction of a failed non-blocking receive, which raises zmq.Again)
+        if not self.sock.getsockopt(_EVENTS) & _POLLIN and not self.sock.poll(timeout_ms):
+            return None
+        frames = self.sock.recv_multipart(copy=copy)
         route, body = (frames[0], frames[1:]) if copy else (frames[0].bytes, frames[1:])
         try:
             msg = P.decode(body, self.cfg.max_message_bytes)
