@@ -132,9 +132,10 @@ class Agent:
         reason = "stopped"
         poller = zmq.Poller()
         poller.register(self.env, zmq.POLLIN)
-        # keep reading neighbour frames between steps: emulated delays start on arrival, and
-        # heartbeats are stamped (and sent) while we wait
-        poller.register(self.links.inbox, zmq.POLLIN)
+        if self.links.timed:  # emulated delays start on arrival: read neighbour frames as they come
+            poller.register(self.links.inbox, zmq.POLLIN)
+        # otherwise a neighbour's STATE that comes before our STEP waits in the socket for the
+        # exchange (one wake-up less per step); heartbeats still go out at every poll timeout
         try:
             while not self.stop_requested:
                 ready = dict(poller.poll(200))

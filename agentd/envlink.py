@@ -106,7 +106,7 @@ class EnvLink:
 
     def needs_hello(self) -> str | None:
         """Why this agent should say HELLO again now, or None. Call while idle."""
-        while self.monitor.poll(0):
+        while P.readable(self.monitor):
             event = recv_monitor_message(self.monitor)["event"]
             if event == zmq.EVENT_DISCONNECTED:
                 self._dropped = True

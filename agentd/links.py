@@ -409,7 +409,7 @@ class NeighbourLinks:
         got = 0
         self.tick()
         self.watch.poll()  # drain the monitor often: its queue is bounded, a flood of events would be undercounted
-        while self.inbox.poll(0):
+        while P.readable(self.inbox):
             item = self._read_one()
             if item is not None:
                 self._admit(*item, now=self.clock())
@@ -430,7 +430,7 @@ class NeighbourLinks:
                 return peer, msg
             wake = min(end, self._held[0][0]) if self._held else end
             wait_ms = min(max(0.0, (wake - now) * 1000), self.liveness.interval_s * 1000)
-            if self.inbox.poll(math.ceil(wait_ms) if wait_ms > 0 else 0):
+            if P.readable(self.inbox) or (wait_ms > 0 and self.inbox.poll(math.ceil(wait_ms))):
                 item = self._read_one()
                 if item is not None:
                     self._admit(*item, now=self.clock())

@@ -171,6 +171,14 @@ def header_map(header: Any) -> Any:
 
 
 _MORE, _NOBLOCK = int(zmq.SNDMORE), int(zmq.NOBLOCK)
+_EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)
+
+
+def readable(sock: zmq.Socket) -> bool:
+    """Can a message be received from ``sock`` without blocking? Asks ZMQ_EVENTS, which costs no
+    poll system call: strace counted 23 polls per lockstep on an agent, most of them this question
+    asked of an inbox or a monitor socket that usually has nothing."""
+    return bool(sock.getsockopt(_EVENTS) & _POLLIN)
 
 
 def send(sock: zmq.Socket, frames: list, block: bool = False) -> None:

@@ -27,8 +27,6 @@ from .jsonl import JsonlWriter
 from .tasks import VecTask
 from .tasks.base import AgentSpec
 
-_EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)  # plain ints: pyzmq's enum arithmetic costs µs per call
-
 log = logging.getLogger("envserver")
 
 
@@ -126,9 +124,8 @@ class EnvServer:
     def _receive(self, timeout_ms: int) -> tuple[bytes, P.Message] | None:
         """One inbound message, validated; HELLOs are handled here. None on timeout or bad frame."""
         copy = self.curve is None  # with CURVE, frames carry the key's name (User-Id)
-        # most ACTs are already queued when we look: skip the poll system call for them (asking
-        # ZMQ_EVENTS costs a fraction of a failed non-blocking receive, which raises zmq.Again)
-        if not self.sock.getsockopt(_EVENTS) & _POLLIN and not self.sock.poll(timeout_ms):
+        # most ACTs are already queued when we look: skip the poll system call for them
+        if not P.readable(self.sock) and not self.sock.poll(timeout_ms):
             return None
         frames = self.sock.recv_multipart(copy=copy)
         route, body = (frames[0], frames[1:]) if copy else (frames[0].bytes, frames[1:])

@@ -21,6 +21,8 @@ from __future__ import annotations
 import zmq
 from zmq.utils.monitor import parse_monitor_message
 
+from . import protocol as P
+
 _FAILED = (zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL, zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL)
 
 
@@ -38,7 +40,7 @@ class SocketWatch:
 
     def poll(self) -> dict[str, int]:
         """Read the events queued so far and return the counters (cumulative)."""
-        while self.monitor.poll(0):
+        while P.readable(self.monitor):
             event = parse_monitor_message(self.monitor.recv_multipart())["event"]
             if event == zmq.EVENT_DISCONNECTED:
                 self.disconnects += 1
