@@ -90,8 +90,14 @@ class Agent:
                          cfg.budget_max_period)
         # every agent derives the same slot length from the whole graph, so the round slots line up
         every_link = {(u, v): spec for u in self.graph for v, spec in link_specs(self.graph, u, cfg.link).items()}
+        slot_limit = deadline_round_timeout_s(plan, welcome["deadline_s"])
         round_timeout = (cfg.round_timeout_s or default_round_timeout_s(plan, every_link)
-                         or min(cfg.link_timeout_s, deadline_round_timeout_s(plan, welcome["deadline_s"])))
+                         or min(cfg.link_timeout_s, slot_limit))
+        if round_timeout > slot_limit:  # waiting out a dead neighbour's slots would miss the deadline
+            log.warning("round timeout %.3f s is longer than this run allows (%.3f s: the rounds of a step "
+                        "may take half the envserver's %g s deadline); using %.3f s", round_timeout, slot_limit,
+                        welcome["deadline_s"], slot_limit)
+            round_timeout = slot_limit
         my_links = link_specs(self.graph, me, cfg.link)
         node = self.graph.nodes[me]  # "bind", where set (containers: tcp://*:PORT), is what this agent binds
         self.links = NeighbourLinks(self.ctx, me, node.get("bind", node["address"]), peers,

@@ -191,6 +191,14 @@ def validate_comm(cfg: RunConfig, spec, graph) -> None:
     if cfg.inprocess and any(s.timed for s in specs):
         raise LaunchError("link delay, jitter and bandwidth need real time and real sockets; "
                           "run without --inprocess (loss alone is emulated in process)")
+    if cfg.round_timeout_ms is not None and not cfg.inprocess:
+        from agentd.relay import deadline_round_timeout_s
+
+        limit_ms = 1000 * deadline_round_timeout_s(comm_plan(cfg, spec, graph), cfg.deadline_s)
+        if cfg.round_timeout_ms > limit_ms:
+            raise LaunchError(f"--round-timeout-ms {cfg.round_timeout_ms:g} exceeds {limit_ms:g} ms: the relay rounds "
+                              f"of a step may take at most half the --deadline of {cfg.deadline_s:g} s, or an agent "
+                              "waiting for a dead neighbour misses the deadline and its neighbours follow")
 
 
 def run_record(cfg: RunConfig, spec, graph, run_dir: PurePath) -> dict:

@@ -24,6 +24,9 @@ CLI = [sys.executable, "-m", "compose.cli"]
     (["--link-loss", "1.0"], "loss must be in [0, 1)"),
     (["--link-delay-ms", "-1"], "delay_ms must be"),
     (["--round-timeout-ms", "0"], "--round-timeout-ms must be > 0"),
+    # κ = 1 on coop-game: one round per step, at most half of the 30 s deadline
+    (["--kappa", "1", "--round-timeout-ms", "15001"], "--round-timeout-ms 15001 exceeds 15000 ms"),
+    (["--kappa", "2", "--deadline", "4", "--round-timeout-ms", "1001"], "exceeds 1000 ms"),
     (["--inprocess", "--link-delay-ms", "5"], "need real time"),
 ])
 def test_bad_comm_options_exit_2_with_one_line(tmp_path, capsys, args, message):
