@@ -267,13 +267,11 @@ class NeighbourLinks:
         self.inbox = ctx.socket(zmq.ROUTER)
         self.inbox.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
         self.inbox.setsockopt(zmq.LINGER, 0)
-        # a reconnecting neighbour takes its routing id over from its dead connection at once; without
-        # this the ROUTER would keep the new connection anonymous and read its first data frame as an
-        # id (the message is lost). Curve binds the id to the key, so nobody else can take it over.
-        self.inbox.setsockopt(zmq.ROUTER_HANDOVER, 1)
         # A ROUTER ignores a connection whose identity is still held by an older one (and later reads
         # its data frames as identities), so the inbox must drop a dead connection before the
-        # neighbour's DEALER gives up on it and reconnects: TCP keepalive, probing after
+        # neighbour's DEALER gives up on it and reconnects. Not ROUTER_HANDOVER: without CurveZMQ
+        # anyone could then claim a neighbour's id and cut its link (tests/test_security.py). TCP
+        # keepalive, probing after
         # timeout/5 of silence, gives up after about 3/5 of the heartbeat timeout. Not a ZMTP
         # heartbeat timer: libzmq 4.3.5 aborts (!_io_error in stream_engine_base.cpp) when that
         # timer fires on a connection flooded past the receive high-water mark, and anyone who can
