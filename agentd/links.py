@@ -271,11 +271,10 @@ class NeighbourLinks:
         # its data frames as identities), so the inbox must drop a dead connection before the
         # neighbour's DEALER gives up on it and reconnects. Not ROUTER_HANDOVER: without CurveZMQ
         # anyone could then claim a neighbour's id and cut its link (tests/test_security.py). TCP
-        # keepalive, probing after
-        # timeout/5 of silence, gives up after about 3/5 of the heartbeat timeout. Not a ZMTP
-        # heartbeat timer: libzmq 4.3.5 aborts (!_io_error in stream_engine_base.cpp) when that
-        # timer fires on a connection flooded past the receive high-water mark, and anyone who can
-        # connect can flood an inbox.
+        # keepalive, probing after timeout/5 of silence, gives up after about 3/5 of the heartbeat
+        # timeout. Not a ZMTP heartbeat timer: libzmq 4.3.5 aborts (!_io_error in
+        # stream_engine_base.cpp) when that timer fires on a connection flooded past the receive
+        # high-water mark, and anyone who can connect can flood an inbox.
         probe_s = max(1, round(heartbeat_timeout_s / 5))
         self.inbox.setsockopt(zmq.TCP_KEEPALIVE, 1)
         self.inbox.setsockopt(zmq.TCP_KEEPALIVE_IDLE, probe_s)

@@ -75,7 +75,7 @@ class MemoryNetwork:
 
     def comm_counters(self, i: int) -> dict[str, Any]:
         c = self.counters[i]
-        return {**c.totals(), **c.by_phase(), **self.nodes[i].stats(), "round_timeouts": 0, "late_msgs": 0,
+        return {**c.totals(), **c.by_phase(), **self.nodes[i].stats(), "round_timeouts": 0, "late_msgs": 0, "lost_msgs": 0,
                 "step_bytes_max": self.step_bytes_max[i], **Liveness(self.plan.adj[i]).stats(),
                 "conn_dropped": 0, "handshake_failed": 0, "auth_denied": 0,
                 "msgs_sent_update_to": c.sent_to("update")}

@@ -44,9 +44,9 @@ dead, stopped or cut off; waiting a slot per step for it would slow everyone). A
 lossy link never takes a neighbour down. TCP itself loses what was in flight when a connection is
 torn down and rebuilt (a healed partition): heartbeats carry the sender's last relay round, so a
 message that such a heartbeat proves sent but that never came is given up within a heartbeat
-interval (``lost_msgs``, presence 0 for that step) instead of a round slot, and nobody goes down. Messages for later steps
-or rounds are kept (the newest few) for when their round comes: an agent back from a pause finds
-its neighbours ahead of it.
+interval (``lost_msgs``, presence 0 for that step) instead of a round slot, and nobody goes
+down. Messages for later steps or rounds are kept (the newest few) for when their round comes: an
+agent back from a pause finds its neighbours ahead of it.
 
 A sender that owes a neighbour a message in a round but has none of its rows (lost upstream)
 sends an empty STATE, a control marker of ~40 bytes, so the receiver does not wait for nothing.
@@ -441,8 +441,7 @@ class KHopRelay:
 
     def stats(self) -> dict[str, float]:
         return {**self.node.stats(), "round_timeouts": self.round_timeouts, "late_msgs": self.late_msgs,
-                "lost_msgs": self.lost_msgs,
-                "step_bytes_max": self.step_bytes_max}
+                "lost_msgs": self.lost_msgs, "step_bytes_max": self.step_bytes_max}
 
 
 def assemble_critic_input(dims: dict[int, int], rows: dict[int, np.ndarray], n_envs: int,

@@ -8,10 +8,11 @@ per-element encoding), and the receiver rebuilds them with ``np.frombuffer``.
 The header comes in two forms that decode to the same message. khop sends the *positional* form,
 ``[type code, field values in the order of the table below, [[dtype code, shape] per buffer]]``
 (codes are indices into the type and dtype tables; buffer names are implied: the type's declared
-buffers in order, or ``e0, e1, …`` for STATE entries). It is 44 bytes shorter than a map, which is most of a message's overhead on the wire: a 1-hop STATE
-of E = 8 halfcheetah rows has 320 bytes of payload. The readable *map* form, ``{"type": name,
-field: value, …, "bufs": [[name, dtype, shape], …]}``, is accepted from anyone (a hand-written
-client, a debugging session) and validated by the same code.
+buffers in order, or ``e0, e1, …`` for STATE entries). It is 44 bytes shorter than a map, which
+is most of a message's overhead on the wire: a 1-hop STATE of E = 8 halfcheetah rows has 320
+bytes of payload. The readable *map* form, ``{"type": name, field: value, …, "bufs": [[name,
+dtype, shape], …]}``, is accepted from anyone (a hand-written client, a debugging session) and
+validated by the same code.
 
 Nothing from the wire is trusted: the header is size-capped before msgpack sees it, every buffer's
 byte length must equal what its declared dtype and shape imply (lengths are *checked*, never used
@@ -68,9 +69,9 @@ MAX_BUFFERS = 4096
 MAX_NDIM = 4
 
 _DTYPES = {"f4": np.float32, "f2": np.float16, "i8": np.int64, "u1": np.uint8}
-_DTYPE_NAMES = {np.dtype(v): k for k, v in _DTYPES.items()}
 _NP_DTYPES = {k: np.dtype(v) for k, v in _DTYPES.items()}
 _DTYPE_CODES = tuple(_DTYPES)  # a dtype's code in the positional header is its index here
+_CODE_OF_DTYPE = {np.dtype(v): code for code, v in enumerate(_DTYPES.values())}
 
 # type -> {field: accepted python types}; every listed field is required
 _FIELDS: dict[str, dict[str, tuple[type, ...]]] = {
@@ -128,19 +129,21 @@ def encode(msg_type: str, fields: dict[str, Any] | None = None,
     arrays = arrays or {}
     entries = entries or []
     names = _buffer_names(msg_type, len(entries))
-    if msg_type not in _CODES or set(fields) != set(_FIELDS[msg_type]) or list(arrays) != list(names[:len(arrays)]):
+    spec = _FIELDS.get(msg_type, {})
+    if (msg_type not in _CODES or len(fields) != len(spec) or not all(f in fields for f in spec)
+            or tuple(arrays) != names[:len(arrays)]):
         raise ProtocolError(f"cannot encode {msg_type} with fields {sorted(fields)} and buffers {list(arrays)}")
     bufs = []
     frames: list[bytes | memoryview] = [b""]
     for name, arr in zip(names, [*arrays.values(), *entries]):
         arr = np.ascontiguousarray(arr)
         try:
-            dt = _DTYPE_NAMES[arr.dtype]
+            code = _CODE_OF_DTYPE[arr.dtype]
         except KeyError:
             raise ProtocolError(f"cannot send dtype {arr.dtype} in buffer {name!r}") from None
-        bufs.append([_DTYPE_CODES.index(dt), list(arr.shape)])
+        bufs.append([code, list(arr.shape)])
         frames.append(arr.reshape(-1).view(np.uint8).data)  # raw bytes, no copy
-    header = [_CODES[msg_type], *(fields[name] for name in _FIELDS[msg_type]), bufs]
+    header = [_CODES[msg_type], *(fields[name] for name in spec), bufs]
     frames[0] = msgpack.packb(header, use_bin_type=True)
     return frames
 

@@ -148,6 +148,14 @@ def finish(proc: subprocess.Popen, timeout: float = 400) -> str:
     return out
 
 
+def finished_status(proc: subprocess.Popen, run_dir: Path) -> dict:
+    """The envserver's final status once the 6000-step run has ended cleanly with every agent live."""
+    finish(proc)
+    status = json.loads((run_dir / "envserver" / "status.json").read_text())
+    assert status["env_step"] == 6000 and status["live"] == list(range(6))
+    return status
+
+
 def events(run_dir: Path) -> list[dict]:
     return rows(run_dir / "envserver" / "events.jsonl")
 
@@ -189,9 +197,7 @@ def test_only_listed_keys_get_through_and_the_curve_run_is_unaffected(tmp_path):
         assert proc.poll() is None, "the run ended before the attempts were made; give it more steps"
     finally:
         ctx.destroy(linger=0)
-    finish(proc)
-    status = json.loads((run_dir / "envserver" / "status.json").read_text())
-    assert status["env_step"] == 6000 and status["live"] == list(range(6))
+    status = finished_status(proc, run_dir)
     assert status["auth_denied"] >= 1 and status["handshake_failed"] >= 1
     assert status["errors"] == 1  # the borrowed key's HELLO; nothing from the unlisted or plaintext client
     ev = events(run_dir)
@@ -223,9 +229,7 @@ def test_oversized_frames_are_dropped_and_counted_while_the_run_goes_on(tmp_path
         assert proc.poll() is None, "the run ended before the frames were sent; give it more steps"
     finally:
         ctx.destroy(linger=0)
-    finish(proc)
-    status = json.loads((run_dir / "envserver" / "status.json").read_text())
-    assert status["env_step"] == 6000 and status["live"] == list(range(6))
+    status = finished_status(proc, run_dir)
     assert status["conn_dropped"] >= 1
     ev = events(run_dir)
     assert "conn_dropped" in {e["event"] for e in ev} and not [e for e in ev if e["event"] == "agent_down"]
