@@ -24,6 +24,11 @@ def parse_overrides(items: list[str]) -> dict[str, str]:
     return out
 
 
+def actor_override(actor_input: str | None) -> dict[str, str]:
+    """`--actor-input` as the learner override it is (LearnerConfig.actor_input); none when not given."""
+    return {} if actor_input is None else {"actor_input": actor_input}
+
+
 def budget_value(text: str) -> float | None:
     """`--comm-budget`: bytes per agent per env step, or none/off/inf for unlimited."""
     if text.strip().lower() in ("none", "off", "inf", ""):
@@ -62,6 +67,9 @@ def add_comm_arguments(p: argparse.ArgumentParser, defaults: object | None = Non
                         "100 ms + 2 × worst link latency when a link is lossy)")
     p.add_argument("--actor-mask", action="store_true", default=d("actor_mask", False),
                    help="actor input = own observation + direct neighbours' presence bits (default: own only)")
+    p.add_argument("--actor-input", choices=("local", "khop"), default=d("actor_input", None),
+                   help="what the policy conditions on: local = own observation; khop = the critic's κ-ball rows + "
+                        "presence bits (default: the algorithm's paper; dec-mappo-l and shadow-pg khop)")
     p.add_argument("--heartbeat-timeout", type=float, default=d("heartbeat_timeout_s", 5.0), metavar="S",
                    help="a neighbour silent this long during an exchange is down (presence 0, not waited for); "
                         "heartbeats go out every S/5 on quiet links (default 5)")
@@ -96,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
         if not 0 < args.heartbeat_timeout < float("inf"):
             raise ValueError(f"--heartbeat-timeout must be > 0 seconds, got {args.heartbeat_timeout}")
         cfg = AgentConfig(agent=args.id, env=args.env, topology=args.topology, kappa=args.kappa, algo=args.algo,
-                          run_dir=args.run_dir, seed=args.seed, overrides=parse_overrides(args.set),
+                          run_dir=args.run_dir, seed=args.seed, overrides={**parse_overrides(args.set),
+                                                                         **actor_override(args.actor_input)},
                           checkpoint_every=args.checkpoint_every, link_timeout_s=args.link_timeout,
                           relay=args.relay, comm_budget=args.comm_budget, budget_max_period=args.budget_max_period,
                           link=LinkSpec(args.link_delay_ms, args.link_jitter_ms, args.link_loss,

@@ -86,7 +86,7 @@ def comm_options(args: argparse.Namespace) -> dict:
     return {"relay": args.relay, "comm_budget": args.comm_budget, "budget_max_period": args.budget_max_period,
             "link_delay_ms": args.link_delay_ms, "link_jitter_ms": args.link_jitter_ms, "link_loss": args.link_loss,
             "link_bandwidth_bps": args.link_bandwidth_bps, "round_timeout_ms": args.round_timeout_ms,
-            "actor_mask": args.actor_mask, "heartbeat_timeout_s": args.heartbeat_timeout}
+            "actor_mask": args.actor_mask, "actor_input": args.actor_input, "heartbeat_timeout_s": args.heartbeat_timeout}
 
 
 def _headline(run_dir: Path) -> str:

@@ -20,6 +20,7 @@ import numpy as np
 
 from agentd.core import AgentCore, pin_threads
 from agentd.links import link_specs
+from agentd.main import actor_override
 from agentd.memory_network import MemoryNetwork
 from agentd.relay import RelayPlan, actor_input
 from agentd.update_phase import MemoryPost, update_protocol
@@ -42,7 +43,7 @@ def run_inprocess(cfg, spec, graph, run_dir: Path, should_stop=lambda: False) ->
     default_link = link_defaults(cfg)
     net = MemoryNetwork(plan, {(src, dst): s for dst in range(n) for src, s in link_specs(graph, dst, default_link).items()},
                         seed=cfg.seed)
-    overrides = dict(item.split("=", 1) for item in cfg.overrides)
+    overrides = {**dict(item.split("=", 1) for item in cfg.overrides), **actor_override(cfg.actor_input)}
 
     def actor_spec(i: int):
         a = spec.agents[i]

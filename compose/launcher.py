@@ -58,6 +58,7 @@ class RunConfig:
     link_bandwidth_bps: float = 0.0  # 0 = unlimited
     round_timeout_ms: float | None = None  # relay round slot; None = derived
     actor_mask: bool = False  # actor input = own obs + direct neighbours' presence bits
+    actor_input: str | None = None  # local | khop; None: the algorithm's default (validate() records the effective one)
     kappa_rule: str = ""  # where the effective κ came from (set by validate(), recorded in config.json)
     restart: bool = False  # supervise: restart any process that dies (compose/supervisor.py)
     max_restarts: int = 5  # per process, with --restart
@@ -100,9 +101,9 @@ def free_ports(n: int) -> list[int]:
 def validate(cfg: RunConfig):
     """Check everything a user can get wrong before any process starts; return (spec, graph).
     Also settles κ when the user gave none (``cfg.kappa`` is None): see :func:`default_kappa`."""
-    from agentd.learner import LearnerConfig, algo_names
-    from agentd.learner.config import apply_overrides
-    from agentd.main import parse_overrides
+    from agentd.learner import algo_names, learner_config
+    from agentd.learner.defaults import defaults_for
+    from agentd.main import actor_override, parse_overrides
     from envserver.tasks import task_spec
 
     try:
@@ -128,9 +129,14 @@ def validate(cfg: RunConfig):
     elif not cfg.kappa_rule:
         cfg.kappa_rule = "--kappa"
     try:
-        apply_overrides(LearnerConfig(), parse_overrides(cfg.overrides))
+        learner = learner_config(cfg.algo, {**defaults_for(cfg.task), **parse_overrides(cfg.overrides),
+                                            **actor_override(cfg.actor_input)})
     except ValueError as err:
         raise LaunchError(str(err)) from None
+    if learner.actor_input == "khop" and cfg.actor_mask:
+        raise LaunchError("--actor-mask adds neighbour presence bits to a local actor; a κ-hop actor (actor_input=khop) "
+                          "already sees its κ-ball's presence bits: pass --actor-input local with --actor-mask")
+    cfg.actor_input = learner.actor_input
     validate_comm(cfg, spec, graph)
     if cfg.curve is not None:
         from .keys import check_keys
@@ -246,6 +252,8 @@ def comm_args(cfg: RunConfig) -> list[str]:
             out += [flag, repr(value)]
     if cfg.actor_mask:
         out.append("--actor-mask")
+    if cfg.actor_input is not None:
+        out += ["--actor-input", cfg.actor_input]
     return out
 
 

@@ -199,10 +199,12 @@ def learned_policy_table(run_dir: Path, agent: int, obs: np.ndarray) -> np.ndarr
     x = obs.astype(np.float32)
     if learner.cfg.normalize_obs:
         x = learner.obs_norm.normalize(x).astype(np.float32)
+    if learner.khop_actor:
+        raise TypeError("the policy table is read off the local observation; this actor is κ-hop")
     with torch.no_grad():
         if hasattr(learner, "actor"):
             return torch.exp(learner.actor(torch.from_numpy(x))).double().numpy()
-        if hasattr(learner, "q") and getattr(learner.cfg, "iql_input", "obs") == "obs":
+        if hasattr(learner, "q"):
             q = learner.q(torch.from_numpy(x)).numpy()
             k = q.shape[1]
             eps = float(learner.epsilon())

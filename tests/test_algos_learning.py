@@ -40,9 +40,10 @@ def _make(algo: str, agent: AgentSpec = DISCRETE, seed: int = 0, cost_limits: tu
 
 
 def _probs(learner: Learner) -> np.ndarray:
-    obs = np.ones((1, 3), np.float32)
+    """The policy on the bandit's one state (as _run presents it: obs and critic input all ones)."""
+    norm, dim = (learner.critic_norm, 5) if learner.khop_actor else (learner.obs_norm, 3)
     with torch.no_grad():
-        return learner.actor(torch.from_numpy(learner.obs_norm.normalize(obs)))[0].exp().numpy()
+        return learner.actor(torch.from_numpy(norm.normalize(np.ones((1, dim), np.float32))))[0].exp().numpy()
 
 
 def _run(learner: Learner, reward_fn, cost_fn=None, rng: np.random.Generator | None = None) -> dict[str, float]:
@@ -159,10 +160,11 @@ def test_sequential_happo_team_learns_coordination() -> None:
 
 # ------------------------------------------------------------------ learning: constrained
 @pytest.mark.parametrize("algo,over", [
-    ("dec-mappo-l", {"lambda_init": 1.0, "lambda_lr": 0.5}),
-    ("mappo-l", {"lambda_init": 1.0, "lambda_lr": 0.5}),
-    ("mafocops", {"nu_init": 1.0, "nu_lr": 0.5, "nu_max": 3.0, "focops_delta": 0.05, "minibatch_size": 0,
-                  "minibatches": 1}),
+    ("dec-mappo-l", {}),  # the default dual: Adam, lr 0.035 from λ = 0.001 (omnisafe PPOLag)
+    ("dec-mappo-l", {"lambda_optimizer": "sgd", "lambda_init": 1.0, "lambda_lr": 0.5}),
+    ("mappo-l", {"lambda_optimizer": "sgd", "lambda_init": 1.0, "lambda_lr": 0.5}),
+    ("mafocops", {"lambda_optimizer": "sgd", "nu_init": 1.0, "nu_lr": 0.5, "nu_max": 3.0, "focops_delta": 0.05,
+                  "minibatch_size": 0, "minibatches": 1}),
     ("macpo", {"trust_region_delta": 0.02, "ls_fraction_coef": 1.0, "epochs": 3}),
 ])
 def test_constrained_bandit_settles_at_the_limit(algo: str, over: dict) -> None:

@@ -56,30 +56,99 @@ def _fill(learner: Learner, rng: np.random.Generator | None = None) -> np.ndarra
 
 
 # ------------------------------------------------------------------ DEC-MAPPO-L (eq. 21-22)
-def test_dec_mappo_l_surrogate_hand_computed() -> None:
-    lrn = _learner("dec-mappo-l", cost_limits=(1.0, 2.0))
+RATIO, ADV = (0.5, 1.1, 1.5), (-1.0, -2.0, 1.0)
+COST_ADV = [[1.0, 0.0], [0.0, -1.0], [2.0, 0.5]]
+
+
+@pytest.mark.parametrize("form, combined", [
+    # λ = (0.5, 2), Σλ = 2.5, A_u rows: (1, 0), (0, −1), (2, 0.5)
+    # normalised: (A − Σλ_u A_u)/(1 + Σλ) = (−1 − 0.5)/3.5, (−2 + 2)/3.5, (1 − 1 − 1)/3.5
+    ("normalised", (-1.5 / 3.5, 0.0, -1.0 / 3.5)),
+    ("plain", (-1.5, 0.0, -1.0)),  # SafePO: A − Σλ_u A_u
+    # eq21: A − Σλ_u (A_u + d_u) with d = (0.1, −0.2): −1 − (0.55 − 0.4), −2 − (0.05 − 2.4), 1 − (1.05 + 0.6)
+    ("eq21", (-1.15, 0.35, -0.65)),
+])
+def test_dec_mappo_l_surrogate_hand_computed(form: str, combined: tuple[float, ...]) -> None:
+    lrn = _learner("dec-mappo-l", cost_limits=(1.0, 2.0), lagrangian_form=form)
     assert lrn.coefs is not None
     lrn.coefs.values.update(lambda0=0.5, lambda1=2.0)
     lrn._d = torch.tensor([0.1, -0.2], dtype=T64)
-    ratio, adv = _t(0.5, 1.1, 1.5), _t(-1.0, -2.0, 1.0)
-    cost_adv = torch.tensor([[1.0, 0.0], [0.0, -1.0], [2.0, 0.5]], dtype=T64)
-    # A^(λ) = A − Σ_u λ_u (A_u + d_u):
-    #   −1 − (0.5·1.1 + 2·(−0.2)) = −1.15;  −2 − (0.5·0.1 + 2·(−1.2)) = 0.35;  1 − (0.5·2.1 + 2·0.3) = −0.65
-    # min(r·A, clip(r, 0.8, 1.2)·A): min(−0.575, −0.92) = −0.92; 1.1·0.35 = 0.385; min(−0.975, −0.78) = −0.975
-    expected = -(-0.92 + 0.385 - 0.975) / 3
+    ratio, adv, cost_adv = _t(*RATIO), _t(*ADV), torch.tensor(COST_ADV, dtype=T64)
+    np.testing.assert_allclose(lrn.lagrangian_advantage(adv, cost_adv).numpy(), combined, atol=1e-12)
+    # PPO-clip on those advantages: −mean min(r·A, clip(r, 0.8, 1.2)·A)
+    expected = -np.mean([min(r * a, min(max(r, 0.8), 1.2) * a) for r, a in zip(RATIO, combined)])
     loss, _ = lrn.policy_loss(ratio, ratio.log(), torch.zeros(3, dtype=T64), adv, torch.zeros(3, dtype=T64), cost_adv)
     assert loss.item() == pytest.approx(expected, abs=1e-12)
-    assert expected == pytest.approx(0.503333, abs=1e-6)
 
 
-def test_dec_mappo_l_lambda_rule_and_cost_gap() -> None:
-    """λ_u ← max(0, λ_u + lr·(1−γ)(J_u − c_u)), applied before the policy epochs."""
-    lrn = _learner("dec-mappo-l", cost_limits=(1.0, 2.0), lambda_init=0.3, lambda_lr=10.0, gamma=0.9)
+def test_normalised_lagrangian_hand_value() -> None:
+    """One number written out: λ = (0.5, 2), sample 0: r = 0.5, A = −1, A_u = (1, 0) → A^(λ) = −1.5/3.5,
+    min(0.5·A, 0.8·A) = 0.8·(−0.428571) = −0.342857."""
+    lrn = _learner("dec-mappo-l", cost_limits=(1.0, 2.0))
+    assert lrn.cfg.lagrangian_form == "normalised" and lrn.coefs is not None
+    lrn.coefs.values.update(lambda0=0.5, lambda1=2.0)
+    loss, _ = lrn.policy_loss(_t(0.5), _t(0.5).log(), _t(0.0), _t(-1.0), _t(0.0), torch.tensor([[1.0, 0.0]], dtype=T64))
+    assert loss.item() == pytest.approx(0.342857, abs=1e-6)
+
+
+def test_dec_mappo_l_lambda_sgd_rule_and_cost_gap() -> None:
+    """SGD: λ_u ← max(0, λ_u + lr·(J_u − c_u)), applied before the policy epochs; d_u = (1−γ)(J_u − c_u)."""
+    lrn = _learner("dec-mappo-l", cost_limits=(1.0, 2.0), lambda_optimizer="sgd", lambda_init=0.3, lambda_lr=0.1,
+                   gamma=0.9)
     lrn.ep_cost_est = np.array([3.0, 1.0])  # violated by 2, slack by 1
-    np.testing.assert_allclose(lrn.cost_gaps(), [0.2, -0.1])
+    np.testing.assert_allclose(lrn.cost_gaps(), [2.0, -1.0])
     out = lrn.before_update(None)  # type: ignore[arg-type]
-    assert out["lambda0"] == pytest.approx(0.3 + 10 * 0.2) and out["lambda1"] == 0.0  # projected at 0
-    assert out["cost_gap0"] == pytest.approx(0.2) and lrn.coefs is not None and lrn.coefs["lambda1"] == 0.0
+    assert out["lambda0"] == pytest.approx(0.3 + 0.1 * 2.0) and out["lambda1"] == pytest.approx(0.2)
+    assert out["cost_gap0"] == pytest.approx(2.0) and out["cost_gap1"] == pytest.approx(-1.0)
+    np.testing.assert_allclose(lrn._d.numpy(), [0.2, -0.1], rtol=1e-6)  # eq. 21's d_u
+    for _ in range(3):
+        out = lrn.before_update(None)  # type: ignore[arg-type]
+    assert out["lambda1"] == 0.0  # projected at 0
+
+
+def test_lagrange_adam_is_omnisafes_procedure() -> None:
+    """coef.Lagrange with adam equals omnisafe common/lagrange.py: torch.optim.Adam on the loss
+    −λ·(J − c), then λ clamped to [0, upper] — step for step, through rises, falls and both bounds."""
+    gaps = [30.0, 30.0, 12.0, -5.0, -40.0, -40.0, -40.0, 3.0, 60.0, 60.0, 60.0, 60.0]
+    ours = Lagrange(["lambda0"], init=0.001, lr=0.035, optimizer="adam", upper=0.12)
+    lam = torch.nn.Parameter(torch.tensor(0.001, dtype=T64))
+    opt = torch.optim.Adam([lam], lr=0.035)
+    for gap in gaps:
+        opt.zero_grad()
+        (-lam * gap).backward()
+        opt.step()
+        lam.data.clamp_(0.0, 0.12)
+        assert ours.step([gap])["lambda0"] == pytest.approx(lam.item(), abs=1e-12)
+    assert ours.t == len(gaps)
+
+
+def test_default_lambda_moves_per_update_and_tracks_the_constraint() -> None:
+    """With the defaults (Adam, lr 0.035, init 0.001: omnisafe PPOLag), λ rises by ~lr per update
+    while J > c whatever the gap's size, and falls back once J < c (learner-audit.md Q2: SafePO's
+    1e-5 would move it 3.5e-6 per update)."""
+    lrn = _learner("dec-mappo-l", cost_limits=(25.0,))
+    assert (lrn.cfg.lambda_optimizer, lrn.cfg.lambda_lr, lrn.cfg.lambda_init) == ("adam", 0.035, 0.001)
+    lams = []
+    for j in [60.0] * 30 + [0.0] * 40:  # violated by 35 for 30 updates, then slack by 25
+        lrn.ep_cost_est = np.array([j])
+        lams.append(lrn.before_update(None)["lambda0"])  # type: ignore[arg-type]
+    assert lams[0] == pytest.approx(0.001 + 0.035, rel=1e-6)
+    assert np.all(np.diff(lams[:30]) > 0) and lams[29] > 0.9  # +~0.035 per update while violated
+    peak = int(np.argmax(lams))  # Adam's momentum carries λ a few updates past the switch, then it falls
+    assert 30 <= peak < 40 and np.all(np.diff(lams[peak:]) < 0) and lams[-1] < lams[peak] - 0.5
+
+
+def test_safepo_preset_is_the_nearly_constant_lambda() -> None:
+    lrn = _learner("dec-mappo-l", cost_limits=(5.0,), preset="safepo")
+    c = lrn.cfg
+    assert (c.lambda_optimizer, c.lambda_lr, c.lambda_init, c.lagrangian_form) == ("sgd", 5e-7, 0.78, "plain")
+    lrn.ep_cost_est = np.array([40.0])
+    for _ in range(31):  # the κ-sweep's 31 updates of issue 12: λ 0.78 → 0.7801
+        lam = lrn.before_update(None)["lambda0"]  # type: ignore[arg-type]
+    assert lam == pytest.approx(0.78 + 31 * 5e-7 * 35, rel=1e-9) and lam < 0.7806
+    assert _learner("dec-mappo-l", cost_limits=(5.0,), preset="safepo", lambda_lr=0.1).cfg.lambda_lr == 0.1
+    with pytest.raises(ValueError, match="unknown preset 'nope'"):
+        _learner("dec-mappo-l", cost_limits=(5.0,), preset="nope")
 
 
 # ------------------------------------------------------------------ MAFOCOPS (eq. 10-11)
@@ -144,8 +213,8 @@ def test_focops_gradient_matches_eq_11_by_finite_differences() -> None:
 
 
 def test_mafocops_nu_rule_and_early_stop() -> None:
-    lrn = _learner("mafocops", cost_limits=(0.2,), nu_init=1.0, nu_lr=0.5, nu_max=1.3, focops_delta=2e-5,
-                   minibatch_size=0, minibatches=2, epochs=15)
+    lrn = _learner("mafocops", cost_limits=(0.2,), lambda_optimizer="sgd", nu_init=1.0, nu_lr=0.5, nu_max=1.3,
+                   focops_delta=2e-5, minibatch_size=0, minibatches=2, epochs=15)
     lrn.ep_cost_est = np.array([0.8])  # J − c = 0.6 → ν + 0.3, clamped at ν_max
     assert lrn.before_update(None)["nu0"] == 1.3  # type: ignore[arg-type]
     lrn.ep_cost_est = np.array([0.0])  # J − c = −0.2 → 1.3 − 0.1
@@ -159,10 +228,12 @@ def test_mafocops_nu_rule_and_early_stop() -> None:
 
 
 def test_lagrange_and_adaptive_coef_rules() -> None:
-    lam = Lagrange(["lambda0", "lambda1"], init=0.5, lr=2.0)
+    lam = Lagrange(["lambda0", "lambda1"], init=0.5, lr=2.0, optimizer="sgd")
     assert lam.step([0.1, -0.1]) == {"lambda0": pytest.approx(0.7), "lambda1": pytest.approx(0.3)}
     assert lam.step([-1.0, 0.0])["lambda0"] == 0.0  # projection at 0
-    nu = Lagrange(["nu0"], init=1.2, lr=1.0, upper=1.3)
+    with pytest.raises(ValueError, match="lambda_optimizer must be one of adam, sgd; got 'foo'"):
+        Lagrange(["lambda0"], init=0.5, lr=2.0, optimizer="foo")
+    nu = Lagrange(["nu0"], init=1.2, lr=1.0, optimizer="sgd", upper=1.3)
     assert nu.step([0.5]) == {"nu0": 1.3} and nu.step([-0.2]) == {"nu0": pytest.approx(1.1)}
     with pytest.raises(ValueError):
         lam.step([1.0])
@@ -173,14 +244,18 @@ def test_lagrange_and_adaptive_coef_rules() -> None:
 
 
 def test_episode_cost_estimate() -> None:
+    """Finished episodes when there are any; otherwise the running per-step cost of the unfinished
+    episodes × the episode length (never a stale estimate)."""
     ec = EpisodeCosts(n_envs=2, n_costs=1)
     ec.add(np.array([[1.0], [2.0]]), np.array([False, False]))
-    assert ec.estimate(np.array([1.5]), episode_length=10)[0] == pytest.approx(15.0)  # nothing finished yet
-    assert ec.estimate(np.array([1.5]), episode_length=None)[0] == pytest.approx(1.5)  # partial sums
-    ec.add(np.array([[1.0], [0.0]]), np.array([True, False]))
-    ec.add(np.array([[4.0], [1.0]]), np.array([True, True]))
-    assert ec.estimate(np.array([9.0]), 10)[0] == pytest.approx((2.0 + 4.0 + 3.0) / 3)  # finished episodes
-    assert ec.estimate(np.array([9.0]), 10)[0] == pytest.approx(3.0)  # none finished since: kept
+    assert ec.estimate(episode_length=10)[0] == pytest.approx(15.0)  # (1 + 2)/2 steps × 10
+    assert ec.source == "per_step"
+    assert ec.estimate(episode_length=None)[0] == pytest.approx(1.5)  # partial sums
+    ec.add(np.array([[1.0], [0.0]]), np.array([True, False]))  # copy 0 finishes with 2
+    ec.add(np.array([[4.0], [1.0]]), np.array([True, True]))  # copy 0 with 4, copy 1 with 3
+    assert ec.estimate(10)[0] == pytest.approx((2.0 + 4.0 + 3.0) / 3) and ec.source == "episodes"
+    ec.add(np.array([[0.5], [1.5]]), np.array([False, False]))
+    assert ec.estimate(10)[0] == pytest.approx(10.0)  # none finished since: (0.5 + 1.5)/2 steps × 10
 
 
 # ------------------------------------------------------------------ HAPPO and the token

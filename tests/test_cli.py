@@ -35,6 +35,12 @@ def test_report_on_a_directory_that_is_not_a_run(tmp_path):
     (["--topology", "halfcheetah-2x3"], "has 2 nodes but task has 6 agents"),
     (["--topology", "/no/such/file.json"], "topology file not found"),
     (["--set", "nonsense=1"], "unknown learner override"),
+    (["--algo", "dec-mappo-l", "--set", "lambda_optimizer=foo"], "lambda_optimizer must be one of adam, sgd; got 'foo'"),
+    (["--algo", "dec-mappo-l", "--set", "lambda_lr=-0.1"], "lambda_lr must be >= 0, got -0.1"),
+    (["--set", "preset=nope"], "unknown preset 'nope'"),
+    (["--actor-input", "foo"], "argument --actor-input: invalid choice: 'foo'"),
+    (["--algo", "dec-mappo-l", "--actor-mask"], "--actor-mask adds neighbour presence bits to a local actor"),
+    (["--actor-input", "khop", "--actor-mask"], "a κ-hop actor (actor_input=khop) already sees"),
 ])
 def test_bad_arguments_exit_non_zero_with_one_line(tmp_path, args, message):
     res = subprocess.run([sys.executable, "-m", "compose.cli", "run", "--run-dir", str(tmp_path / "r"), *args],

@@ -13,7 +13,7 @@ import pytest
 from compose import docker_env
 from compose.cli import main
 from compose.compose_file import to_yaml
-from compose.launcher import RunConfig, process_args
+from compose.launcher import RunConfig, process_args, validate
 from topologies import load_topology, neighbours
 
 yaml = pytest.importorskip("ruamel.yaml", reason="ruamel.yaml comes with check-jsonschema (pip install -e '.[test]')")
@@ -63,6 +63,8 @@ def test_one_service_per_agent_with_khop_runs_own_arguments(rendered):
     assert sorted(services) == ["agent-0", "agent-1", "agent-2", "agent-3", "agent-4", "agent-5", "envserver"]
     cfg = RunConfig(topology="line", kappa=2, algo="ippo", steps=9600, envs=8, seed=3, deadline_s=45.0,
                     checkpoint_every=2, overrides=["rollout_len=64", "lr_actor=1e-3"], relay="async")
+    validate(cfg)  # as `khop compose` does: settles κ's rule and the effective --actor-input the agents get
+    assert cfg.actor_input == "local"
     expected = process_args(cfg, 6, "tcp://*:5555", "tcp://envserver:5555", PurePosixPath("/khop/topology.json"),
                             PurePosixPath("/runs/line6-k2"))
     assert services["envserver"]["command"] == ["envserver", *expected["envserver"]]

@@ -26,12 +26,13 @@ def khop_run(run_dir, *args):
     ("coop-game", 400, 4, 3, "dpo"),  # κ = diameter of the default ring: the centralised-critic setting
     ("coop-game", 400, 4, 1, "mafocops"),  # sequential: the token walks over sockets / in memory
     ("coop-game", 400, 4, 2, "shadow-pg"),  # Q-values relayed over 2 hops, over sockets / in memory
+    ("coop-game", 400, 4, 2, "ippo --actor-input khop"),  # the policy reads the relayed 2-hop rows
     # the first 1000-step episode of each copy, 7 updates per agent inside it
     pytest.param("safe-halfcheetah-2x3", 2000, 2, 1, "dpo", marks=pytest.mark.slow),
 ])
 def test_inprocess_and_distributed_give_identical_episodes(tmp_path, task, steps, envs, kappa, algo):
     args = ["--task", task, "--steps", str(steps), "--envs", str(envs), "--kappa", str(kappa), "--seed", "3",
-            "--algo", algo]
+            "--algo", *algo.split()]
     khop_run(tmp_path / "distributed", *args)
     khop_run(tmp_path / "inprocess", *args, "--inprocess")
     a, b = episodes(tmp_path / "distributed"), episodes(tmp_path / "inprocess")

@@ -15,6 +15,7 @@ from envserver.tasks.base import AgentSpec
 
 from .base import Learner
 from .config import LearnerConfig, apply_overrides
+from .defaults import PRESETS
 from .dec_mappo_l import DecMAPPOL
 from .dpo import DPO, IPPOKL, DPONoKL, DPONoSqrt
 from .iddpg import IDDPG
@@ -33,28 +34,38 @@ ALGOS: dict[str, type[Learner]] = {
 
 __all__ = ["ALGOS", "DPO", "DPONoKL", "DPONoSqrt", "DecMAPPOL", "HAPPO", "IDDPG", "IPPO", "IPPOKL", "IQL",
            "Learner", "LearnerConfig", "MACPO", "MAFOCOPS", "MAPPOL", "ShadowPG", "algo_names",
-           "make_learner"]
+           "learner_config", "make_learner"]
 
 
 def algo_names() -> list[str]:
     return sorted(ALGOS)
 
 
-def make_learner(algo: str, agent: AgentSpec, critic_dim: int, n_agents: int, n_envs: int,
-                 seed: int, overrides: dict[str, Any] | None = None, *,
-                 cost_limits: Sequence[float] = (), episode_length: int | None = None) -> Learner:
-    """Build a learner; unknown ``algo`` or override keys raise ValueError naming them.
-
-    The config is LearnerConfig's defaults, then the algorithm's ``defaults``, then ``overrides``
-    (the caller's task-family defaults and --set values). ``cost_limits``: the task's per-episode
-    limits d_u, one per cost (constrained algorithms build one cost critic per limit; the others
-    ignore them). ``episode_length``: the task's episode length, used only to estimate the episode
-    cost before the first episode has finished.
-    """
+def learner_config(algo: str, overrides: dict[str, Any] | None = None) -> LearnerConfig:
+    """The effective config of ``algo``: LearnerConfig's defaults, then the algorithm's ``defaults``,
+    then the named ``preset`` (defaults.PRESETS) if any, then ``overrides`` (the caller's task-family
+    defaults and --set values). Unknown algo, keys or values raise a one-line ValueError; the
+    launcher calls this before any process starts, the agent to build its learner."""
     try:
         cls = ALGOS[algo]
     except KeyError:
         raise ValueError(f"unknown algo {algo!r}; choose one of: {', '.join(algo_names())}") from None
-    cfg = apply_overrides(LearnerConfig(), {**cls.defaults, **(overrides or {})})
-    return cls(agent, critic_dim, n_agents, n_envs, seed, cfg, cost_limits=cost_limits,
-               episode_length=episode_length)
+    overrides = dict(overrides or {})
+    preset = str(overrides.get("preset", ""))
+    if preset and preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
+    return apply_overrides(LearnerConfig(), {**cls.defaults, **PRESETS.get(preset, {}), **overrides})
+
+
+def make_learner(algo: str, agent: AgentSpec, critic_dim: int, n_agents: int, n_envs: int,
+                 seed: int, overrides: dict[str, Any] | None = None, *,
+                 cost_limits: Sequence[float] = (), episode_length: int | None = None) -> Learner:
+    """Build a learner with :func:`learner_config`; unknown ``algo`` or override keys raise ValueError.
+
+    ``cost_limits``: the task's per-episode limits d_u, one per cost (constrained algorithms build
+    one cost critic per limit; the others ignore them). ``episode_length``: the task's episode
+    length, used to estimate the episode cost while no episode has finished.
+    """
+    cfg = learner_config(algo, overrides)
+    return ALGOS[algo](agent, critic_dim, n_agents, n_envs, seed, cfg, cost_limits=cost_limits,
+                       episode_length=episode_length)

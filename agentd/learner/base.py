@@ -10,14 +10,14 @@ policy step, MACPO).
 
 Per-update loss, for a minibatch B of the N = T·E samples::
 
-    actor:  L_π = policy_loss(r, log π_new, log π_old, M·Â, KL_s, Â_c) − c_ent · mean_B H[π_new(·|s)]
+    actor:  L_π = policy_loss(r, log π_new, log π_old, M·Â, KL_s, Â_c) − c_ent · mean_B H[π_new(·|s)]   (c_ent: entropy_weight)
     critic: L_V = ½ · mean_B (V(s) − (Â_GAE + V_old(s)))²
     costs:  L_C = ½ · mean_B Σ_u (V_u(s) − (Â_u,GAE + V_u,old(s)))²       (one critic per cost u)
 
 with r = π_new(a|s)/π_old(a|s), KL_s = KL(π_old(·|s) ‖ π_new(·|s)) exact per state (the
 ``kl_per_state`` hook), Â and each Â_u standardised over the whole batch, and M the sequential
 token (1 for simultaneous updates; see :meth:`Learner.update`). Every critic sees the κ-hop
-input. Logged keys: policy_loss (L_π without the entropy term), value_loss, cost_value_loss,
+input; the actor sees the agent's own observation, or the same κ-hop input (``actor_input=khop``). Logged keys: policy_loss (L_π without the entropy term), value_loss, cost_value_loss,
 entropy, clip_frac (|r−1| > clip), grad_norm (actor, before clipping), kl (batch-mean KL_s after
 the last epoch), epochs (run, < cfg.epochs after an early stop), rollout_return_mean (mean reward
 per step), rollout_cost{k}_mean, episode_cost{u}_est (the per-episode cost estimate J_u of the
@@ -40,7 +40,7 @@ from envserver.tasks.base import AgentSpec
 
 from . import checkpoint
 from .adam import Adam
-from .buffer import EpisodeCosts, RolloutBuffer, gae
+from .buffer import Batch, EpisodeCosts, RolloutBuffer, gae, standardise
 from .coef import Coefs
 from .config import LearnerConfig, apply_overrides
 from .dists import Categorical, DiagGaussian
@@ -51,33 +51,9 @@ CKPT_KEYS = frozenset({"format", "algo", "spec", "cfg", "modules", "obs_norm", "
 TOKEN_MAX = 1e3  # token_out clips M to [0, TOKEN_MAX]: a product of ratios over many agents can explode
 
 
-@dataclasses.dataclass
-class Batch:
-    """One update's samples, flattened in buffer order n = t·E + e (see buffer.py)."""
-
-    obs: torch.Tensor  # [N, obs_dim], normalised as when acting
-    cin: torch.Tensor  # [N, critic_dim]
-    act: torch.Tensor  # [N] int64 or [N, act_dim] (unclipped samples)
-    logp_old: torch.Tensor  # [N]
-    params_old: torch.Tensor  # [N, P] distribution parameters when acting
-    adv: torch.Tensor  # [N] standardised reward advantage × sequential token
-    ret: torch.Tensor  # [N] reward-critic targets
-    cost_adv: torch.Tensor  # [N, m] standardised cost advantages (not token-weighted)
-    cost_ret: torch.Tensor  # [N, m] cost-critic targets
-
-    def __len__(self) -> int:
-        return int(self.adv.shape[0])
-
-    def __getitem__(self, idx: torch.Tensor) -> "Batch":
-        return Batch(*(getattr(self, f.name)[idx] for f in dataclasses.fields(self)))
-
-
-def standardise(x: np.ndarray) -> np.ndarray:
-    return (x - x.mean()) / (x.std() + 1e-8)
-
-
 class Learner:
-    """Decentralised actor-critic for one agent: local obs → actor, κ-hop input → critic(s)."""
+    """Decentralised actor-critic for one agent: κ-hop input → critic(s); local obs (or, with
+    actor_input=khop, the same κ-hop input) → actor."""
 
     algo: ClassVar[str] = "base"
     defaults: ClassVar[dict[str, Any]] = {}  # per-algorithm LearnerConfig values, each cited
@@ -121,6 +97,16 @@ class Learner:
         self._build()
 
     @property
+    def khop_actor(self) -> bool:
+        """True when the policy conditions on the κ-hop input the critic sees (cfg.actor_input)."""
+        return self.cfg.actor_input == "khop"
+
+    @property
+    def entropy_weight(self) -> float:
+        """Weight of the entropy bonus in the actor loss (DPO scales it with its surrogate)."""
+        return self.cfg.ent_coef
+
+    @property
     def sequential(self) -> bool:
         """True when this learner must update after its predecessors and take their token."""
         return self.cfg.update_order == "sequential"
@@ -137,8 +123,8 @@ class Learner:
         if cfg.minibatch_size == 0 and cfg.minibatches > n:
             raise ValueError(f"minibatches={cfg.minibatches} exceeds the batch of {n} samples")
         out = a.n_actions if self.discrete else a.act_dim
-        self.actor = Actor(a.obs_dim, out, self.discrete, cfg.hidden, cfg.hidden_layers,
-                           cfg.init_log_std, self.gen)
+        actor_dim = self.critic_dim if self.khop_actor else a.obs_dim
+        self.actor = Actor(actor_dim, out, self.discrete, cfg.hidden, cfg.hidden_layers, cfg.init_log_std, self.gen)
         self.critic = Critic(self.critic_dim, cfg.hidden, cfg.hidden_layers, self.gen)
         # Cost critics are drawn after actor and critic, so unconstrained learners keep their init.
         self.cost_critics = nn.ModuleList(Critic(self.critic_dim, cfg.hidden, cfg.hidden_layers, self.gen)
@@ -215,7 +201,7 @@ class Learner:
             self.critic_norm.update(critic_in)
             obs, critic_in = self.obs_norm.normalize(obs), self.critic_norm.normalize(critic_in)
         with torch.no_grad():
-            params = self.actor(torch.from_numpy(obs))
+            params = self.actor(torch.from_numpy(critic_in if self.khop_actor else obs))
             action, logp = self.dist.sample(params, self.gen)
         a = action.numpy()
         self.buffer.add(obs, critic_in, a, logp.numpy(), params.numpy())
@@ -348,13 +334,13 @@ class Learner:
             ca, cr = gae(b.costs[:, :, u], cost_values[:, :, u], b.dones, last_cv[u], cfg.gamma, cfg.gae_lambda)
             cost_adv[:, u], cost_ret[:, u] = standardise(ca.reshape(n)), cr.reshape(n)
         if self.n_costs:
-            assert b.costs is not None
-            self.ep_cost_est = self.episode_costs.estimate(b.costs.mean(axis=(0, 1)), self.episode_length)
+            self.ep_cost_est = self.episode_costs.estimate(self.episode_length)
 
         def flat(x: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(np.ascontiguousarray(x.reshape((n,) + x.shape[2:])))
 
-        return Batch(flat(b.obs), flat(b.critic_in), flat(b.actions), flat(b.logp), flat(b.params),
+        return Batch(flat(b.critic_in if self.khop_actor else b.obs), flat(b.critic_in), flat(b.actions),
+                     flat(b.logp), flat(b.params),
                      torch.from_numpy(adv.astype(np.float32)), flat(ret),
                      torch.from_numpy(cost_adv), torch.from_numpy(cost_ret))
 
@@ -389,7 +375,7 @@ class Learner:
         ratio = torch.exp(logp - mb.logp_old)
         pl, extra = self.policy_loss(ratio, logp, mb.logp_old, mb.adv, kl_s, mb.cost_adv)
         self.actor_opt.zero_grad()
-        (pl - cfg.ent_coef * entropy).backward()
+        (pl - self.entropy_weight * entropy).backward()
         grad_norm = nn.utils.clip_grad_norm_(self.actor.parameters(), cfg.max_grad_norm)
         self.actor_opt.step()
         with torch.no_grad():

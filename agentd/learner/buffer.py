@@ -15,7 +15,36 @@ token of HAPPO-style updates (base.Learner.token_out) is laid out in this order.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
+import torch
+
+
+@dataclasses.dataclass
+class Batch:
+    """One update's samples, flattened in buffer order n = t·E + e (see the module docstring)."""
+
+    obs: torch.Tensor  # [N, actor_dim]: the actor's input (own obs or, actor_input=khop, the critic's), normalised
+    cin: torch.Tensor  # [N, critic_dim]
+    act: torch.Tensor  # [N] int64 or [N, act_dim] (unclipped samples)
+    logp_old: torch.Tensor  # [N]
+    params_old: torch.Tensor  # [N, P] distribution parameters when acting
+    adv: torch.Tensor  # [N] standardised reward advantage × sequential token
+    ret: torch.Tensor  # [N] reward-critic targets
+    cost_adv: torch.Tensor  # [N, m] standardised cost advantages (not token-weighted)
+    cost_ret: torch.Tensor  # [N, m] cost-critic targets
+
+    def __len__(self) -> int:
+        return int(self.adv.shape[0])
+
+    def __getitem__(self, idx: torch.Tensor) -> "Batch":
+        return Batch(*(getattr(self, f.name)[idx] for f in dataclasses.fields(self)))
+
+
+def standardise(x: np.ndarray) -> np.ndarray:
+    return (x - x.mean()) / (x.std() + 1e-8)
+
 
 
 def gae(rewards: np.ndarray, values: np.ndarray, dones: np.ndarray, last_value: np.ndarray,
@@ -95,51 +124,51 @@ class RolloutBuffer:
 
 
 class EpisodeCosts:
-    """Per-episode cost sums J_u of this agent's own trajectories, for the constraint gap J_u − d_u.
+    """Per-episode cost sums J_u of this agent's own trajectories, for the constraint gap J_u − c_u.
 
     Costs are summed per env copy until ``done``; :meth:`estimate` (called once per update) returns
     the mean over the episodes finished since the previous call — the Monte-Carlo estimate of
-    mafocops.md Alg. 1 line 4 and of the MACPO/MAPPO-L code (mean episode cost of the rollout).
-    When no episode finished in this rollout (episodes longer than a rollout) the last estimate is
-    kept; before the first finished episode, the rollout's mean cost per step × episode_length
-    (when the task's episode length is known), else the mean partial sum so far (a lower bound).
+    mafocops.md Alg. 1 line 4, omnisafe's mean episode cost of the epoch and the MACPO/MAPPO-L code's
+    mean episode cost of the rollout. When none finished since (episodes longer than a rollout: 1000
+    steps against 128), the running per-step cost of the unfinished episodes × the episode length,
+    so the dual variables react to the current policy rather than to a stale episode; without a
+    known episode length, the mean partial sum so far (a lower bound).
     """
 
     def __init__(self, n_envs: int, n_costs: int) -> None:
         self.running = np.zeros((n_envs, n_costs), dtype=np.float64)
+        self.steps = np.zeros(n_envs, dtype=np.int64)  # steps in each copy's unfinished episode
         self.done_sum = np.zeros(n_costs, dtype=np.float64)
         self.done_n = 0
-        self.last: np.ndarray | None = None
-        self.source = "none"  # how the latest estimate was made (logged)
+        self.source = "none"  # how the latest estimate was made
 
     def add(self, cost: np.ndarray, done: np.ndarray) -> None:
         self.running += cost
+        self.steps += 1
         if done.any():
             self.done_sum += self.running[done].sum(axis=0)
             self.done_n += int(done.sum())
             self.running[done] = 0.0
+            self.steps[done] = 0
 
-    def estimate(self, mean_cost_per_step: np.ndarray, episode_length: int | None) -> np.ndarray:
+    def estimate(self, episode_length: int | None) -> np.ndarray:
         if self.done_n:
-            self.last, self.source = self.done_sum / self.done_n, "episodes"
+            j, self.source = self.done_sum / self.done_n, "episodes"
             self.done_sum[:] = 0.0
             self.done_n = 0
-            return self.last.copy()
-        if self.last is not None:
-            self.source = "previous"
-            return self.last.copy()
-        if episode_length:
+            return j
+        if episode_length and self.steps.any():
             self.source = "per_step"
-            return np.asarray(mean_cost_per_step, dtype=np.float64) * episode_length
+            return self.running.sum(axis=0) / self.steps.sum() * episode_length
         self.source = "partial"
         return self.running.mean(axis=0)
 
     def state_dict(self) -> dict:
-        """Only the last estimate survives a restart: a resumed agent starts new episodes."""
-        return {"last": None if self.last is None else [float(x) for x in self.last]}
+        """Nothing survives a restart: a resumed agent starts new episodes (base.state_dict)."""
+        return {}
 
     def load_state_dict(self, d: dict) -> None:
-        self.last = None if d["last"] is None else np.asarray(d["last"], dtype=np.float64)
         self.running[:] = 0.0
+        self.steps[:] = 0
         self.done_sum[:] = 0.0
         self.done_n = 0

@@ -14,6 +14,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, get_type_hints
 
+from .defaults import PRESETS
+
 
 @dataclass
 class LearnerConfig:
@@ -24,6 +26,10 @@ class LearnerConfig:
 
     # --- acting (every env step) ---
     normalize_obs: bool = True  # running mean/var normalisation of actor and critic inputs, clip ±10
+    # what the policy conditions on: "local" = the agent's own observation; "khop" = the critic's input
+    # (κ-ball rows + presence bits), the localised policy π^i(·|s_{N_κ^i}) of dec-mappo-l.md eqs. 14/18/22 and
+    # scalable-general-utilities.md "policy factorization"; each algorithm's default follows its paper
+    actor_input: str = "local"
     rollout_len: int = 128  # env steps per env copy between updates; a batch is rollout_len·E samples
 
     # --- returns and advantages (start of update) ---
@@ -56,15 +62,28 @@ class LearnerConfig:
     update_order: str = "simultaneous"
     minibatch_size: int = 0  # > 0: samples per minibatch, overriding `minibatches` (MAFOCOPS Table 5: 256)
 
-    # --- cost critics and Lagrange multipliers (DEC-MAPPO-L / MAPPO-L) ---
-    lambda_init: float = 0.78  # initial lambda_u (safe-mamujoco.md §5.2/5.3: MACPO repo and SafePO lamda_lagr)
-    lambda_lr: float = 1e-5  # projected dual ascent step per update (SafePO lagrangian_coef_rate, §5.3)
+    # --- cost critics and Lagrange multipliers (DEC-MAPPO-L / MAPPO-L; MAFOCOPS's ν) ---
+    # dec-mappo-l.md gives no rule, rate or initial value for λ (it defers to "the original MAPPO-L
+    # implementation", whose λ is effectively a constant 0.78: learner-audit.md Q2). The defaults are
+    # omnisafe's PPOLag (configs/on-policy/PPOLag.yaml), a dual variable that moves ~lr per update.
+    lambda_optimizer: str = "adam"  # λ and ν: "adam" or "sgd" (omnisafe lambda_optimizer Adam; coef.Lagrange)
+    lambda_init: float = 0.001  # initial λ_u (omnisafe PPOLag lagrangian_multiplier_init)
+    lambda_lr: float = 0.035  # step size of λ_u on −λ_u·(J_u − c_u) (omnisafe PPOLag lambda_lr)
+    lambda_max: float = 0.0  # ceiling of λ_u; 0 = none (omnisafe lagrangian_upper_bound, None for PPOLag)
+    # how A and the A_u combine (dec_mappo_l.py): "normalised" (Â − Σλ_u·Â_u)/(1 + Σλ_u), omnisafe PPOLag;
+    # "plain" Â − Σλ_u·Â_u, SafePO / MACPO-repo MAPPO-L; "eq21" Â − Σλ_u·(Â_u + d_u), dec-mappo-l.md eq. 21 literally
+    lagrangian_form: str = "normalised"
+    # a named set of the values above reproducing a reference (defaults.PRESETS), e.g. "safepo" for SafePO's
+    # MAPPO-Lag (λ ≈ constant 0.78); applied beneath explicit overrides
+    preset: str = ""
 
     # --- MAFOCOPS (mafocops.md §4.3, eq. 10-11, Table 5) ---
     focops_lam: float = 2.2  # fixed temperature lambda (Table 5, Safe MAMuJoCo)
     focops_delta: float = 0.0125  # KL bound delta: per-state indicator and early stop (Table 5 kl-threshold)
-    nu_init: float = 0.0  # initial nu_j (not in the paper; FOCOPS reference code starts at 0)
-    nu_lr: float = 5e-5  # alpha in eq. 10 (Table 5 "nu lr")
+    # ν_j is stepped like λ (lambda_optimizer); the paper's own rule, SGD with α = 5e-5 (Table 5 "nu lr"),
+    # moves ν by ~1.8e-3 per update (learner-audit.md finding 8): it is the "mafocops-paper" preset
+    nu_init: float = 0.001  # initial ν_j (omnisafe FOCOPS.yaml lagrangian_multiplier_init; the paper gives none)
+    nu_lr: float = 0.035  # step size of ν_j (omnisafe FOCOPS.yaml lambda_lr, Adam)
     nu_max: float = 1.3  # projection bound of nu_j (Table 5)
 
     # --- MACPO trust region (safe-mamujoco.md §5.2/5.3; mafocops.md Table 5) ---
@@ -85,7 +104,6 @@ class LearnerConfig:
     eps_start: float = 1.0  # IQL epsilon-greedy start (PyMARL iql.yaml)
     eps_finish: float = 0.05  # IQL epsilon floor (PyMARL iql.yaml)
     eps_anneal_steps: int = 50_000  # IQL linear anneal, in this agent's transitions (PyMARL: 50000)
-    iql_input: str = "obs"  # IQL Q-network input: "obs" (local, as PyMARL IQL) or "critic" (kappa-hop input)
     tau: float = 0.005  # IDDPG Polyak rate of both target networks (TD3 / SB3 default)
     expl_noise: float = 0.1  # IDDPG Gaussian noise sigma, as a fraction of the action half-range
 
@@ -116,18 +134,22 @@ class LearnerConfig:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        for name in ("lambda_init", "lambda_lr", "nu_init", "nu_lr", "nu_max", "cg_damping", "expl_noise", "ent_coef"):
+        for name in ("lambda_init", "lambda_lr", "lambda_max", "nu_init", "nu_lr", "nu_max", "cg_damping", "expl_noise", "ent_coef"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.dpo_delta <= 1.0 or self.dpo_omega <= 1.0:
             raise ValueError("dpo_delta and dpo_omega must be > 1")
         if not self.beta_min <= self.beta_init <= self.beta_max:
             raise ValueError(f"beta_init must lie in [beta_min, beta_max], got {self.beta_init}")
+        if self.lambda_max and self.lambda_init > self.lambda_max:
+            raise ValueError(f"lambda_init must be <= lambda_max, got {self.lambda_init} > {self.lambda_max}")
         if not self.nu_init <= self.nu_max:
             raise ValueError(f"nu_init must be <= nu_max, got {self.nu_init} > {self.nu_max}")
         if not 0.0 < self.occupancy_floor < 1.0:
             raise ValueError(f"occupancy_floor must be in (0, 1), got {self.occupancy_floor}")
-        choices = {"update_order": ("simultaneous", "sequential"), "iql_input": ("obs", "critic"),
+        choices = {"update_order": ("simultaneous", "sequential"), 
+                   "lambda_optimizer": ("adam", "sgd"), "lagrangian_form": ("normalised", "plain", "eq21"),
+                   "actor_input": ("local", "khop"), "preset": ("", *PRESETS),
                    "utility": ("entropy", "linear", "target")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:

@@ -24,6 +24,19 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
+#: ``--set preset=NAME``: values that reproduce a reference implementation's behaviour, applied above
+#: the algorithm's defaults and beneath the task family's and the caller's overrides (make_learner)
+PRESETS: dict[str, dict[str, Any]] = {
+    # SafePO MAPPO-Lag / MACPO-repo MAPPO-L (safe-mamujoco.md §5.3, learner-audit.md Q2): λ starts at 0.78
+    # and takes 5 SGD steps per update (one per epoch) of 1e-5 on the (1 − γ)-scaled gap; on the raw gap
+    # with γ = 0.99 that is 5 × 1e-5 × 0.01 = 5e-7 per update, i.e. λ is effectively a fixed penalty;
+    # advantages combine as Â − λ·Â_c, no d_u, no 1/(1 + λ).
+    "safepo": {"lambda_optimizer": "sgd", "lambda_lr": 5e-7, "lambda_init": 0.78, "lagrangian_form": "plain"},
+    # mafocops.md eq. 10 with Table 5's α = 5e-5 by plain SGD from ν = 0 (FOCOPS reference code)
+    "mafocops-paper": {"lambda_optimizer": "sgd", "nu_lr": 5e-5, "nu_init": 0.0},
+}
+
+
 def defaults_for(task: str) -> dict[str, Any]:
     """The family defaults for a task name (``safe-halfcheetah-2x3`` → ``safe-halfcheetah``)."""
     for family, values in TASK_DEFAULTS.items():

@@ -7,8 +7,13 @@ Each agent i maximises its share of a lower bound on the joint objective (eq. 20
 
 with KL_s = KL(π_old(·|s) ‖ π_new(·|s)) exact per state (closed form, dists.py), N = n_agents
 (the 1/N is the bound's, so each agent claims 1/N of the joint improvement), and the 1e-8 keeping
-∂sqrt finite at KL_s = 0, where every update starts. The entropy bonus −c_ent·H is added by the
-base. After each update (eq. 21), with D = batch-mean KL_s after the last epoch::
+∂sqrt finite at KL_s = 0, where every update starts. The base's entropy bonus is scaled by the same
+1/N (:attr:`DPO.entropy_weight`): the bonus belongs to the agent's own surrogate, and since Adam
+ignores a global scale, dividing r·Â alone by N would multiply the entropy's relative weight by N
+(six times IPPO's on the 6-agent game; learner-audit.md finding 2). Table 2 lists no entropy term;
+we keep IPPO's c_ent·H, divided by N, rather than drop it, so DPO and IPPO explore alike
+(``--set ent_coef=0`` drops it). After each update (eq. 21), with D = batch-mean KL_s after the last
+epoch::
 
     D > d_target·δ  →  β ×= ω ;   D < d_target/δ  →  β /= ω      (δ = 1.5, ω = 2)
 
@@ -42,6 +47,11 @@ class DPO(Learner):
         c = self.cfg
         return AdaptiveCoef(self.coef_names, c.beta_init, c.d_target, c.dpo_delta, c.dpo_omega,
                             c.beta_min, c.beta_max)
+
+    @property
+    def entropy_weight(self) -> float:
+        """c_ent/N when the surrogate takes its 1/N share (see module docstring), else c_ent."""
+        return self.cfg.ent_coef / (self.n_agents if self.share_1_over_n else 1)
 
     def policy_loss(self, ratio: torch.Tensor, logp_new: torch.Tensor, logp_old: torch.Tensor,
                     adv: torch.Tensor, kl_per_state: torch.Tensor,

@@ -6,8 +6,8 @@ paper's continuous baseline, dpo.md §4.3 and App. B: 3-layer MLPs, actor and cr
     actor   L_μ = −mean_B Q(x, μ(o))
     targets θ' ← (1 − τ)·θ' + τ·θ after every gradient step
 
-o is the agent's local observation (the actor must act on it alone); x is the κ-hop critic input,
-so the critic is Q(critic_in, own action) — as the other learners' critics, it sees the κ-ball.
+o is the agent's local observation (or, with ``actor_input=khop``, the κ-hop input); x is the κ-hop
+critic input, so the critic is Q(critic_in, own action) — as the other learners' critics, it sees the κ-ball.
 Actions live in [−1, 1] inside the learner (replay and critic input) and are mapped affinely to
 [act_low, act_high] for the env. Logs: value_loss, policy_loss, q_mean, replay_size, updates.
 """
@@ -38,7 +38,8 @@ class IDDPG(OffPolicyLearner):
     def _build_nets(self) -> None:
         cfg, d = self.cfg, self.agent.act_dim
         hidden = [cfg.hidden] * cfg.hidden_layers
-        self.mu = MLP([self.agent.obs_dim] + hidden + [d], 0.01, self.gen)
+        policy_dim = self.critic_dim if self.khop_actor else self.agent.obs_dim
+        self.mu = MLP([policy_dim] + hidden + [d], 0.01, self.gen)
         self.q = MLP([self.critic_dim + d] + hidden + [1], 1.0, self.gen)
         self.mu_target = copy.deepcopy(self.mu).requires_grad_(False)
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
@@ -54,7 +55,7 @@ class IDDPG(OffPolicyLearner):
         return (lo + (a + 1.0) * 0.5 * (hi - lo)).astype(np.float32)
 
     def _select(self, obs: torch.Tensor, cin: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        mean = torch.tanh(self.mu(obs))
+        mean = torch.tanh(self.mu(self._policy_in(obs, cin)))
         noise = torch.randn(mean.shape, generator=self.gen) * self.cfg.expl_noise
         a = (mean + noise).clamp(-1.0, 1.0).numpy().astype(np.float32)
         return self._scale(a), a
@@ -65,7 +66,7 @@ class IDDPG(OffPolicyLearner):
     def _gradient_step(self, b: dict[str, torch.Tensor]) -> dict[str, float]:
         cfg = self.cfg
         with torch.no_grad():
-            a_next = torch.tanh(self.mu_target(b["next_obs"]))
+            a_next = torch.tanh(self.mu_target(self._policy_in(b["next_obs"], b["next_cin"])))
             y = b["rew"] + cfg.gamma * (1.0 - b["done"]) * self._q(self.q_target, b["next_cin"], a_next)
         q = self._q(self.q, b["cin"], b["act"])
         value_loss = (q - y).square().mean()
@@ -74,7 +75,8 @@ class IDDPG(OffPolicyLearner):
         nn.utils.clip_grad_norm_(self.q.parameters(), cfg.max_grad_norm)
         self.q_opt.step()
 
-        policy_loss = -self._q(self.q, b["cin"], torch.tanh(self.mu(b["obs"]))).mean()
+        mu = torch.tanh(self.mu(self._policy_in(b["obs"], b["cin"])))
+        policy_loss = -self._q(self.q, b["cin"], mu).mean()
         self.mu_opt.zero_grad()
         policy_loss.backward()
         nn.utils.clip_grad_norm_(self.mu.parameters(), cfg.max_grad_norm)

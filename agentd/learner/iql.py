@@ -8,7 +8,7 @@
 Q' is a copy of Q refreshed every ``target_update_every`` gradient steps. Acting is ε-greedy with ε
 annealed linearly from eps_start to eps_finish over eps_anneal_steps of this agent's transitions
 (summed over the E copies). Input s: by default the agent's own local observation, as PyMARL's
-IQL (an independent learner); ``iql_input = "critic"`` gives Q the κ-hop critic input instead,
+IQL (an independent learner); ``actor_input = "khop"`` gives Q the κ-hop critic input instead,
 i.e. Q-learning on communicated state (then κ matters for IQL as for the critics of the others).
 Logs: value_loss (L), q_mean, epsilon, grad_norm, replay_size, updates.
 """
@@ -38,12 +38,9 @@ class IQL(OffPolicyLearner):
         # target every 200, double_q: PyMARL iql.yaml (LearnerConfig).
     }
 
-    def _in(self, obs: torch.Tensor, cin: torch.Tensor) -> torch.Tensor:
-        return obs if self.cfg.iql_input == "obs" else cin
-
     def _build_nets(self) -> None:
         cfg = self.cfg
-        in_dim = self.agent.obs_dim if cfg.iql_input == "obs" else self.critic_dim
+        in_dim = self.critic_dim if self.khop_actor else self.agent.obs_dim
         self.q = MLP([in_dim] + [cfg.hidden] * cfg.hidden_layers + [self.agent.n_actions], 1.0, self.gen)
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
         self.q_opt = Adam(self.q.parameters(), lr=cfg.lr_critic, eps=1e-5)
@@ -57,14 +54,14 @@ class IQL(OffPolicyLearner):
         return c.eps_start + frac * (c.eps_finish - c.eps_start)
 
     def _select(self, obs: torch.Tensor, cin: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        greedy = self.q(self._in(obs, cin)).argmax(-1).numpy()
+        greedy = self.q(self._policy_in(obs, cin)).argmax(-1).numpy()
         explore = self.np_rng.random(self.n_envs) < self.epsilon()
         action = np.where(explore, self.np_rng.integers(0, self.agent.n_actions, self.n_envs), greedy).astype(np.int64)
         return action, action.copy()
 
     def _gradient_step(self, b: dict[str, torch.Tensor]) -> dict[str, float]:
         cfg = self.cfg
-        s, s_next = self._in(b["obs"], b["cin"]), self._in(b["next_obs"], b["next_cin"])
+        s, s_next = self._policy_in(b["obs"], b["cin"]), self._policy_in(b["next_obs"], b["next_cin"])
         with torch.no_grad():
             q_next = self.q_target(s_next)
             if cfg.double_q:

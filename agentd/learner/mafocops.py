@@ -14,9 +14,11 @@ term, as in the FOCOPS reference code ("rejecting sampled states", §4.3; eq. 11
 leaves its scope ambiguous). Note the KL direction: KL(π_θ ‖ π_θk), new ‖ old, for the loss, the
 indicator, the early stop and the logged ``kl``.
 
-Before the agent's update (Alg. 1 line 9, eq. 10), from the rollout's mean episode cost J_u::
-
-    ν_u ← proj_[0, ν_max](ν_u − α (c_u − J_u))                                   (coef.Lagrange)
+Before the agent's update (Alg. 1 line 9, eq. 10), from the mean episode cost J_u of the episodes
+finished since the last update, one :class:`~agentd.learner.coef.Lagrange` step on −ν_u·(J_u − c_u),
+projected onto [0, ν_max]. Eq. 10 is that step with plain SGD and α = 5e-5 (Table 5), which moves ν
+by ~1.8e-3 per update (learner-audit.md finding 8): kept as ``preset=mafocops-paper``. The default is
+the same dual optimiser as DEC-MAPPO-L's λ, with omnisafe FOCOPS's Adam, lr 0.035, init 0.001.
 
 λ (the temperature) is fixed (§4.3). The epochs stop early once the batch-mean KL(π_θ ‖ π_θk)
 reaches δ (Alg. 1 lines 15–16). No entropy bonus (eq. 11 has none). Logs, besides the base keys:
@@ -38,15 +40,14 @@ class MAFOCOPS(Learner):
     algo = "mafocops"
     uses_costs = True
     supports_sequential = True
+    centralised = True  # Alg. 1 l.1, l.7: a global value network and the joint advantage (κ = diameter)
     defaults: ClassVar[dict[str, Any]] = {
         "update_order": "sequential",  # Alg. 1: agents in a random permutation, token M
         "focops_lam": 2.2,  # mafocops.md Table 5 (Safe MAMuJoCo): λ 2.2
         "nu_max": 1.3,  # Table 5: ν_max 1.3
-        "nu_lr": 5e-5,  # Table 5: ν lr 0.00005
         "focops_delta": 0.0125,  # Table 5: kl-threshold 0.0125
         "minibatch_size": 256,  # Table 5: minibatch size 256
         "epochs": 5,  # Table 5: update numbers 5
-        "nu_init": 0.0,  # not in the paper; the FOCOPS reference code starts ν at 0
         "ent_coef": 0.0,  # eq. 11 has no entropy term
         # lr 5e-4 / 5e-4 (dpo.md Table 2): Table 5 keeps the MACPO codebase's, which are tied to its
         # PopArt critics (safe-mamujoco.md §5.2: 9e-5 / 5e-3); not reported for MAFOCOPS itself.
@@ -54,7 +55,8 @@ class MAFOCOPS(Learner):
 
     def _make_coefs(self) -> Lagrange:
         c = self.cfg
-        return Lagrange([f"nu{u}" for u in range(self.n_costs)], c.nu_init, c.nu_lr, upper=c.nu_max)
+        return Lagrange([f"nu{u}" for u in range(self.n_costs)], c.nu_init, c.nu_lr, c.lambda_optimizer,
+                        upper=c.nu_max)
 
     def kl_per_state(self, params_old: torch.Tensor, params_new: torch.Tensor) -> torch.Tensor:
         return self.dist.kl(params_new, params_old)  # KL(π_θ ‖ π_θk), eq. 6 / 11
@@ -63,7 +65,7 @@ class MAFOCOPS(Learner):
         assert self.coefs is not None
         gap = self.ep_cost_est - self.cost_limits  # J_u − c_u = −b_u (Theorem 1)
         self.coefs.step(gap)
-        return {**self.coefs.state_dict(), **{f"cost_gap{u}": float(g) for u, g in enumerate(gap)}}
+        return {**self.coefs.values, **{f"cost_gap{u}": float(g) for u, g in enumerate(gap)}}
 
     def policy_loss(self, ratio: torch.Tensor, logp_new: torch.Tensor, logp_old: torch.Tensor,
                     adv: torch.Tensor, kl_per_state: torch.Tensor,

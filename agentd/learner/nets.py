@@ -98,8 +98,9 @@ class MLP(nn.Module):
 
 
 class Actor(nn.Module):
-    """Local observation → flat distribution parameters (see dists.py): normalised logits for
-    discrete actions, ``cat(mean, log_std)`` with a state-independent log σ for continuous ones."""
+    """The actor's input (own observation or κ-hop rows) → flat distribution parameters (see
+    dists.py): normalised logits for discrete actions, ``cat(mean, log_std)`` with a
+    state-independent log σ for continuous ones."""
 
     def __init__(self, obs_dim: int, out_dim: int, discrete: bool, hidden: int, layers: int,
                  init_log_std: float, gen: torch.Generator) -> None:

@@ -88,6 +88,10 @@ class OffPolicyLearner(Learner):
         self._outcome: tuple[np.ndarray, np.ndarray] | None = None
 
     # ------------------------------------------------------------------ acting
+    def _policy_in(self, obs: torch.Tensor, cin: torch.Tensor) -> torch.Tensor:
+        """What the policy (IQL's Q, IDDPG's μ) reads: own obs, or the κ-hop input (actor_input=khop)."""
+        return cin if self.khop_actor else obs
+
     def _normalise(self, x: np.ndarray, norm: RunningNorm) -> np.ndarray:
         return norm.normalize(x) if self.cfg.normalize_obs else x
 

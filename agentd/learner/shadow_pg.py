@@ -20,8 +20,8 @@ task's reward, so r̃ is the reward itself; ``target`` f_i = −Σ_x (d_i(x) −
 The Q̃_j of the ball's agents arrive over the links through agentd/qvals.py (:meth:`shadow_q` →
 exchange → :meth:`update_from_q`). Where we chose, the paper being silent or tabular:
 
-* the actor is the base's MLP on the agent's own observation (for a one-hot input that is a
-  tabular softmax π_i(a | x), the κ = 0 member of the paper's localized policy class);
+* the actor is the base's MLP on the κ-hop input (``actor_input=khop``, the paper's localized
+  policy π_i(a_i | s_{N_i^κ})); ``actor_input=local`` gives the κ = 0 member, a tabular softmax π_i(a | x);
 * the samples are consecutive lockstep transitions, not B fresh trajectories, and γ^k is not applied
   inside the gradient (k, the time since the episode start, is not something an agent observes);
 * the gradient uses the standardised Q-sum (a constant baseline and a scale, which leaves the
@@ -53,6 +53,7 @@ class ShadowPG(Learner):
     shares_q = True  # update() needs the κ-ball's Q-values (agentd/qvals.py)
     defaults: ClassVar[dict[str, Any]] = {
         "normalize_obs": False,  # the local state is read off the raw one-hot observation
+        "actor_input": "khop",  # "policy factorization": π^i(a_i | s_{N_i^κ}), the κ-hop localised policy
         "ent_coef": 0.0,  # Alg. 1 has no entropy bonus (the entropy utility is the objective itself)
         "epochs": 5,  # critic passes per update (TD on the shadow reward); the actor takes one step
         "gamma": 0.9,  # the reference experiment's γ (experiments/shadow_pg.py); the paper sets none

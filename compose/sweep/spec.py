@@ -16,7 +16,8 @@ from ..launcher import LaunchError, RunConfig
 AXES = ("task", "algo", "relay", "kappa", "budget", "seed", "steps", "envs", "topology")
 #: settings fixed for the whole sweep
 FIXED = ("overrides", "link_delay_ms", "link_jitter_ms", "link_loss", "link_bandwidth_bps", "round_timeout_ms",
-         "budget_max_period", "deadline_s", "checkpoint_every", "actor_mask", "inprocess")
+         "budget_max_period", "deadline_s", "checkpoint_every", "actor_mask", "actor_input",
+         "inprocess")
 NONE_WORDS = ("none", "null", "off", "inf", "")
 
 
@@ -75,6 +76,7 @@ class SweepSpec:
     deadline_s: float = 30.0
     checkpoint_every: int = 10
     actor_mask: bool = False
+    actor_input: str | None = None  # None: each algorithm's own default
     inprocess: bool = False
     jobs: int = 1
 
@@ -172,5 +174,5 @@ class Cell:
                          budget_max_period=spec.budget_max_period, link_delay_ms=spec.link_delay_ms,
                          link_jitter_ms=spec.link_jitter_ms, link_loss=spec.link_loss,
                          link_bandwidth_bps=spec.link_bandwidth_bps, round_timeout_ms=spec.round_timeout_ms,
-                         actor_mask=spec.actor_mask)
+                         actor_mask=spec.actor_mask, actor_input=spec.actor_input)
 
