@@ -1,4 +1,4 @@
-"""On-policy rollout storage ``[T, E, ...]`` and GAE.
+"""On-policy rollout storage ``[T, E, ...]``, GAE and the advantage normalisations.
 
 Rows are stored exactly as the networks saw them at acting time (normalised obs and critic input),
 together with the old distribution's parameters, so that the first minibatch of an update
@@ -14,6 +14,8 @@ the same lockstep, so this index names the same joint transition for all of them
 token of HAPPO-style updates (base.Learner.token_out) is laid out in this order.
 """
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 
@@ -38,6 +40,20 @@ def gae(rewards: np.ndarray, values: np.ndarray, dones: np.ndarray, last_value: 
         adv[t] = next_adv
         next_value = values[t]
     return adv, adv + values
+
+
+def standardise(x: np.ndarray) -> np.ndarray:
+    """Mean 0, std 1 over the batch: the advantage normalisation of PPO-family code."""
+    return (x - x.mean()) / (x.std() + 1e-8)
+
+
+def centre(x: np.ndarray) -> np.ndarray:
+    """Mean 0, units kept: for an advantage that is compared with a raw value (CPO's constraint)."""
+    return x - x.mean()
+
+
+# The cost-advantage normalisations a learner can name (base.Learner.cost_adv_norm).
+ADV_NORMS: dict[str, Callable[[np.ndarray], np.ndarray]] = {"standardise": standardise, "centre": centre}
 
 
 class RolloutBuffer:
