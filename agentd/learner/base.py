@@ -10,14 +10,16 @@ policy step, MACPO).
 
 Per-update loss, for a minibatch B of the N = T·E samples::
 
-    actor:  L_π = policy_loss(r, log π_new, log π_old, M·Â, KL_s, Â_c) − c_ent · mean_B H[π_new(·|s)]   (c_ent: entropy_weight)
+    actor:  L_π = policy_loss(r, log π_new, log π_old, M·Â, KL_s, Â_c) − c_ent · mean_B H[π_new(·|s)]
     critic: L_V = ½ · mean_B (V(s) − (Â_GAE + V_old(s)))²
     costs:  L_C = ½ · mean_B Σ_u (V_u(s) − (Â_u,GAE + V_u,old(s)))²       (one critic per cost u)
 
 with r = π_new(a|s)/π_old(a|s), KL_s = KL(π_old(·|s) ‖ π_new(·|s)) exact per state (the
-``kl_per_state`` hook), Â and each Â_u standardised over the whole batch, and M the sequential
-token (1 for simultaneous updates; see :meth:`Learner.update`). Every critic sees the κ-hop
-input; the actor sees the agent's own observation, or the same κ-hop input (``actor_input=khop``). Logged keys: policy_loss (L_π without the entropy term), value_loss, cost_value_loss,
+``kl_per_state`` hook), Â standardised and each Â_u per ``cost_adv_norm`` over the batch, M the
+sequential token (1 for simultaneous updates; see :meth:`Learner.update`), c_ent the
+``entropy_weight``. Every critic sees the κ-hop input; the actor sees the agent's own
+observation, or the same κ-hop input (``actor_input=khop``).
+Logged keys: policy_loss (L_π without the entropy term), value_loss, cost_value_loss,
 entropy, clip_frac (|r−1| > clip), grad_norm (actor, before clipping), kl (batch-mean KL_s after
 the last epoch), epochs (run, < cfg.epochs after an early stop), rollout_return_mean (mean reward
 per step), rollout_cost{k}_mean, episode_cost{u}_est (the per-episode cost estimate J_u of the
@@ -30,7 +32,7 @@ import warnings
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -40,7 +42,7 @@ from envserver.tasks.base import AgentSpec
 
 from . import checkpoint
 from .adam import Adam
-from .buffer import Batch, EpisodeCosts, RolloutBuffer, gae, standardise
+from .buffer import ADV_NORMS, Batch, EpisodeCosts, RolloutBuffer, gae, standardise
 from .coef import Coefs
 from .config import LearnerConfig, apply_overrides
 from .dists import Categorical, DiagGaussian
@@ -64,6 +66,10 @@ class Learner:
     centralised: ClassVar[bool] = False
     shares_q: ClassVar[bool] = False  # exchanges Q-values with its κ-ball at update time (shadow-PG)
     act_kinds: ClassVar[tuple[str, ...]] = ("discrete", "continuous")
+    # How _prepare normalises each cost advantage Â_u: standardised, as SafePO's Lagrangian learners
+    # (λ·Â_u is a penalty, no units to keep), or only centred where Â_u is compared with a raw cost
+    # value (MACPO: CPO's constraint c + bᵀx ≤ 0, c in cost units; see macpo.py).
+    cost_adv_norm: ClassVar[Literal["standardise", "centre"]] = "standardise"
 
     def __init__(self, agent: AgentSpec, critic_dim: int, n_agents: int, n_envs: int, seed: int,
                  cfg: LearnerConfig | None = None, *, cost_limits: Sequence[float] = (),
@@ -332,7 +338,7 @@ class Learner:
         for u in range(self.n_costs):
             assert b.costs is not None
             ca, cr = gae(b.costs[:, :, u], cost_values[:, :, u], b.dones, last_cv[u], cfg.gamma, cfg.gae_lambda)
-            cost_adv[:, u], cost_ret[:, u] = standardise(ca.reshape(n)), cr.reshape(n)
+            cost_adv[:, u], cost_ret[:, u] = ADV_NORMS[self.cost_adv_norm](ca.reshape(n)), cr.reshape(n)
         if self.n_costs:
             self.ep_cost_est = self.episode_costs.estimate(self.episode_length)
 

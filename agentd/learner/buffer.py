@@ -1,4 +1,4 @@
-"""On-policy rollout storage ``[T, E, ...]`` and GAE.
+"""On-policy rollout storage ``[T, E, ...]``, GAE and the advantage normalisations.
 
 Rows are stored exactly as the networks saw them at acting time (normalised obs and critic input),
 together with the old distribution's parameters, so that the first minibatch of an update
@@ -16,6 +16,7 @@ token of HAPPO-style updates (base.Learner.token_out) is laid out in this order.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -32,7 +33,7 @@ class Batch:
     params_old: torch.Tensor  # [N, P] distribution parameters when acting
     adv: torch.Tensor  # [N] standardised reward advantage × sequential token
     ret: torch.Tensor  # [N] reward-critic targets
-    cost_adv: torch.Tensor  # [N, m] standardised cost advantages (not token-weighted)
+    cost_adv: torch.Tensor  # [N, m] cost advantages, normalised per cost_adv_norm (not token-weighted)
     cost_ret: torch.Tensor  # [N, m] cost-critic targets
 
     def __len__(self) -> int:
@@ -40,11 +41,6 @@ class Batch:
 
     def __getitem__(self, idx: torch.Tensor) -> "Batch":
         return Batch(*(getattr(self, f.name)[idx] for f in dataclasses.fields(self)))
-
-
-def standardise(x: np.ndarray) -> np.ndarray:
-    return (x - x.mean()) / (x.std() + 1e-8)
-
 
 
 def gae(rewards: np.ndarray, values: np.ndarray, dones: np.ndarray, last_value: np.ndarray,
@@ -67,6 +63,20 @@ def gae(rewards: np.ndarray, values: np.ndarray, dones: np.ndarray, last_value: 
         adv[t] = next_adv
         next_value = values[t]
     return adv, adv + values
+
+
+def standardise(x: np.ndarray) -> np.ndarray:
+    """Mean 0, std 1 over the batch: the advantage normalisation of PPO-family code."""
+    return (x - x.mean()) / (x.std() + 1e-8)
+
+
+def centre(x: np.ndarray) -> np.ndarray:
+    """Mean 0, units kept: for an advantage that is compared with a raw value (CPO's constraint)."""
+    return x - x.mean()
+
+
+# The cost-advantage normalisations a learner can name (base.Learner.cost_adv_norm).
+ADV_NORMS: dict[str, Callable[[np.ndarray], np.ndarray]] = {"standardise": standardise, "centre": centre}
 
 
 class RolloutBuffer:

@@ -5,7 +5,8 @@ Agent i_h, at θ_k, with the (token-weighted) reward surrogate and its own cost 
 
     g = ∇_θ mean_N r·M·Â,   b = ∇_θ mean_N r·Â_c,   H = ∇²_θ mean_N KL(π_θk ‖ π_θ) + κ_damp·I
 
-(H·v by double backprop, never formed; H⁻¹g, H⁻¹b by conjugate gradients), and solves
+(Â standardised, Â_c centred but not rescaled: see Units below; H·v by double backprop, never
+formed; H⁻¹g, H⁻¹b by conjugate gradients), and solves
 
     max_x gᵀx   s.t.  c + bᵀx ≤ 0,   ½ xᵀHx ≤ δ,    c = (1 − γ)(J_c − d)
 
@@ -26,12 +27,22 @@ q = gᵀH⁻¹g, r = gᵀH⁻¹b, s = bᵀH⁻¹b, A = q − r²/s, B = 2δ − 
 
 then a backtracking line search θ = θ_k + f·ρ^i·x (f = fraction coef, ρ = decay, i < ls_steps)
 accepting the first step with mean KL(π_θk ‖ π_θ) ≤ δ, cost-surrogate change ≤ max(−c, 0), and
-(cases 2–4 only) a non-negative reward-surrogate change; if none passes, θ_k is kept. The
-critics then take epochs × minibatches of MSE steps (base). One cost is supported (the closed
-form is CPO's single-constraint solution; MACPO's benchmarks have one cost). The SafePO code
-weights b by the token too and clips ‖x‖ ≤ 0.5; we follow the paper (agent's own cost surrogate)
-and do neither. Logs: macpo_case, tr_lambda, tr_nu, ls_accepted, ls_step, surrogate_change,
-cost_surrogate_change, constraint_value.
+(cases 2–4 only) a non-negative reward-surrogate change; if none passes, θ_k is kept.
+
+Units. c is on the per-step scale, (1 − γ) times the per-episode gap, and so is bᵀx as long as
+Â_c keeps the cost's units: by CPO's bound J_c(π') − J_c(π) ≈ E[r·Â_c]/(1 − γ), the change of
+the cost surrogate is (1 − γ)·ΔJ_c. So Â_c is centred but not divided by its std σ_c
+(``cost_adv_norm = "centre"``), as in CPO's reference code (learner-audit.md finding 7) and
+omnisafe's OnPolicyBuffer.get. Standardising it, as the MACPO code and our Lagrangian learners
+do, would turn the true constraint into c + σ_c·bᵀx ≤ 0, put c²/s off by σ_c² in the case
+selection and the line search's cost test off by σ_c. Â may stay standardised: scaling g by α
+scales λ and ν by α and leaves x unchanged.
+
+The critics then take epochs × minibatches of MSE steps (base). One cost is supported (the
+closed form is CPO's single-constraint solution; MACPO's benchmarks have one cost). The SafePO
+code weights b by the token too and clips ‖x‖ ≤ 0.5; we follow the paper (agent's own cost
+surrogate) and do neither. Logs: macpo_case, tr_lambda, tr_nu, ls_accepted, ls_step,
+surrogate_change, cost_surrogate_change, constraint_value.
 """
 from __future__ import annotations
 
@@ -115,6 +126,7 @@ class MACPO(Learner):
     uses_costs = True
     supports_sequential = True
     centralised = True  # κ = graph diameter by default
+    cost_adv_norm = "centre"  # Â_c in the units of c (module doc, Units; learner-audit.md M1)
     defaults: ClassVar[dict[str, Any]] = {
         "update_order": "sequential",  # HATRPO-style sequential scheme with the token
         "trust_region_delta": 0.008,  # mafocops.md Table 5: MACPO kl-threshold 0.008 (Safe MAMuJoCo)
@@ -168,10 +180,10 @@ class MACPO(Learner):
                 steps += 1
         return {**metrics, **{k: v / steps for k, v in sums.items()}, "epochs": float(self.cfg.epochs)}
 
-    def _trust_region_step(self, batch: Batch, c: float) -> dict[str, float]:
-        cfg, actor = self.cfg, self.actor
-        weights = list(actor.parameters())
-        theta0 = parameters_to_vector(weights).detach().clone()
+    def step_direction(self, batch: Batch, c: float) -> tuple[torch.Tensor, int, float, float]:
+        """(x, case, λ, ν) of the CPO subproblem at the current θ (module doc): g and b by autograd
+        of the surrogates, H⁻¹g and H⁻¹b by conjugate gradients on the Fisher-vector product."""
+        cfg, weights = self.cfg, list(self.actor.parameters())
         reward_surr, cost_surr, params = self._surrogates(batch)
         old = params.detach()  # π_θk on the batch (equals the stored params_old up to rounding)
         g = parameters_to_vector(torch.autograd.grad(reward_surr, weights, retain_graph=True))
@@ -184,11 +196,16 @@ class MACPO(Learner):
         xg = conjugate_gradient(fvp, g, cfg.cg_iters)
         xb = conjugate_gradient(fvp, b, cfg.cg_iters) if self.n_costs else torch.zeros_like(g)
         q, r, s = float(torch.dot(g, xg)), float(torch.dot(g, xb)), float(torch.dot(b, xb))
-        x, case, lam, nu = cpo_direction(xg, xb, q, r, s, c, cfg.trust_region_delta)
+        return cpo_direction(xg, xb, q, r, s, c, cfg.trust_region_delta)
 
-        r0, c0 = reward_surr.item(), cost_surr.item()
+    def _trust_region_step(self, batch: Batch, c: float) -> dict[str, float]:
+        cfg, weights = self.cfg, list(self.actor.parameters())
+        theta0 = parameters_to_vector(weights).detach().clone()
+        x, case, lam, nu = self.step_direction(batch, c)
         accepted, step, d_r, d_c = False, -1, 0.0, 0.0
         with torch.no_grad():
+            reward_surr, cost_surr, old = self._surrogates(batch)  # at θ_k, as step_direction's
+            r0, c0 = reward_surr.item(), cost_surr.item()
             for i in range(cfg.ls_steps):
                 set_flat(weights, theta0 + cfg.ls_fraction_coef * cfg.ls_decay ** i * x)
                 new_r, new_c, new_params = self._surrogates(batch)
