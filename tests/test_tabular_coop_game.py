@@ -180,6 +180,9 @@ def test_joint_game_has_the_paper_sizes_and_a_fixed_game(paper_joint):
     assert not np.array_equal(CoopGameJoint(1, 0, game_seed=1).r_joint, g.r_joint)
     # every joint action has its own draw: the tables are not a function of fewer coordinates
     assert len(np.unique(g.r_joint[0])) > 0.99 * g.A ** g.N
+    # README's numbers for the shipped game (game_seed 0)
+    assert g.optimal_return() == pytest.approx(49.9979, abs=1e-3)
+    assert g.evaluate(np.full((g.N, g.S, g.A), 1 / g.A)) == pytest.approx(24.990, abs=1e-3)
 
 
 @pytest.mark.parametrize("which", ["uniform", "optimal"])

@@ -15,7 +15,7 @@ how r(s, a) and successor(s, a) depend on the joint action a:
   every agent matters on its own and through its ring neighbour, so coordination pays;
 * steered state ``(s + Σ_i D[i, s, a_i]) mod S`` with D ~ U{0..S−1}.
 
-Per-agent main effects explain most of the variance of r over joint actions (about 64 %,
+Per-agent main effects explain most of the variance of r over joint actions (about 63 %,
 tests/test_tabular_coop_game.py), so each agent's own advantage is informative: the home ground of
 independent learners such as IPPO (../shared/research/learner-audit.md Q3(a)).
 
@@ -24,8 +24,9 @@ independent learners such as IPPO (../shared/research/learner-audit.md Q3(a)).
 * reward  r(s, a) ~ U(0, 1) i.i.d. for every state and joint action (an [S, A^N] table);
 * steered state ``successor(s, a)`` ~ U{0..S−1} i.i.d. for every state and joint action.
 
-Main effects then explain only N(A−1)/(A^N − 1) ≈ 0.15 % of the variance in expectation: no agent
-can read the value of its action off its own coordinate. Why this generator:
+Main effects then explain only N(A−1)/(A^N − 1) ≈ 0.15 % of the variance in expectation: averaged
+over the others' actions, an agent's own action says almost nothing about r; what it is worth
+depends on what the others play. Why this generator:
 
 * U(0, 1) rather than the U(−1, 1) of a third-party re-implementation (niql's
   ``CooperativeStochasticGame``; not the authors' code): in a fixed-horizon game an affine change of
