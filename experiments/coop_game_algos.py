@@ -1,15 +1,20 @@
 """DPO vs IPPO (vs IQL, and the Fig. 8 ablations when registered) on the DPO paper's cooperative
 stochastic game, against the global optimum (dpo.md §4.1 Fig. 1a; App. C Fig. 8).
 
-Every (algorithm, seed) cell is one `khop run --inprocess --task coop-game` with the repository's
+``--task`` picks the reading of the game (envserver/tasks/coop_game.py): ``coop-game`` (default,
+near-additive per agent) or ``coop-game-joint`` (r and P drawn per joint action). Runs and result
+files are named by task, so the two games never share or overwrite each other's.
+
+Every (algorithm, seed) cell is one `khop run --inprocess --task <task>` with the repository's
 defaults for the game (agentd/learner/defaults.py: d_target 0.1, rollout 32 × 16 copies, one
 minibatch, 15 epochs) — nothing is tuned here. For each run we report the mean episode return over
 the last 10% of the budget and, in addition, the *exact* expected return J(π) of the joint policy
-saved in the final checkpoints (CoopGame.evaluate, backward induction), so sampling noise in the
-last episodes does not blur the comparison.
+saved in the final checkpoints (TabularCoopGame.evaluate, backward induction), so sampling noise in
+the last episodes does not blur the comparison.
 
     python -m experiments.coop_game_algos --algos dpo ippo iql --tag fig1a
     python -m experiments.coop_game_algos --algos dpo dpo-no-kl ippo ippo-kl iql --tag fig8
+    python -m experiments.coop_game_algos --task coop-game-joint --algos dpo ippo iql --tag fig1a
 """
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from envserver.tasks.coop_game import TabularCoopGame
 from experiments.common import (
     RESULTS,
     Cell,
@@ -34,25 +40,36 @@ from experiments.common import (
     write_table,
 )
 
-GROUP = "coop-game"
+TASKS = ("coop-game", "coop-game-joint")  # the two readings of dpo.md §4.1's game
 COLORS = {"dpo": "tab:red", "ippo": "tab:blue", "iql": "tab:green", "dpo-no-kl": "tab:orange",
           "dpo-no-sqrt": "tab:purple", "ippo-kl": "tab:cyan"}
 
 
-def game_reference() -> dict:
-    """The optimum and the uniform-random policy's return, both exact."""
-    from envserver.tasks.coop_game import CoopGame
+def game(task: str) -> TabularCoopGame:
+    """The game every run of ``task`` plays (the tables depend on the game seed only)."""
+    if task not in TASKS:
+        raise ValueError(f"not a cooperative-game task: {task!r}; choose one of {', '.join(TASKS)}")
+    from envserver.tasks import task_class
 
-    g = CoopGame(1, 0)
+    return task_class(task)(1, 0)
+
+
+def results_stem(task: str, name: str) -> Path:
+    """experiments/results/coop_game_<name> or coop_game_joint_<name>: one set of files per game."""
+    return RESULTS / f"{task.replace('-', '_')}_{name}"
+
+
+def game_reference(task: str = "coop-game") -> dict:
+    """The task's optimum and the uniform-random policy's return, both exact."""
+    g = game(task)
     return {"optimum": g.optimal_return(), "uniform": g.evaluate(np.full((g.N, g.S, g.A), 1.0 / g.A))}
 
 
 def exact_learned_return(run_dir: Path) -> tuple[float, float]:
     """J(π) of the product of the agents' final policies, each a table over (t, s), as learned
-    (stochastic; IQL's ε-greedy) and made greedy (every agent plays its most likely action)."""
-    from envserver.tasks.coop_game import CoopGame
-
-    g = CoopGame(1, 0)
+    (stochastic; IQL's ε-greedy) and made greedy (every agent plays its most likely action), on
+    the game the run played (its config.json)."""
+    g = game(json.loads((run_dir / "config.json").read_text())["task"])
     t, s = np.meshgrid(np.arange(g.H), np.arange(g.S), indexing="ij")
     obs = np.zeros((g.H * g.S, g.S + 1), dtype=np.float32)
     obs[np.arange(g.H * g.S), s.ravel()] = 1.0
@@ -156,6 +173,7 @@ HEADER = ["algorithm", "seeds", "final return (last 10%, mean ± 95% CI)", "per 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--task", choices=TASKS, default="coop-game")
     p.add_argument("--algos", nargs="+", default=["dpo", "ippo", "iql"])
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--steps", type=int, default=50_000)
@@ -168,17 +186,18 @@ def main(argv: list[str] | None = None) -> int:
     algos, missing = available_algos(args.algos)
     if missing:
         print(f"not registered (skipped): {', '.join(missing)}")
-    cells = [Cell("coop-game", a, s, args.steps, args.envs) for a in algos for s in range(args.seeds)]
+    cells = [Cell(args.task, a, s, args.steps, args.envs) for a in algos for s in range(args.seeds)]
     t0 = time.monotonic()
-    run_cells(cells, GROUP, args.workers, args.fresh)
-    ref = game_reference()
-    summary = summarise(cells, GROUP)
+    run_cells(cells, args.task, args.workers, args.fresh)  # runs/experiments/<task>/: one folder per game
+    ref = game_reference(args.task)
+    summary = summarise(cells, args.task)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    stem = RESULTS / f"coop_game_{args.tag}"
+    stem = results_stem(args.task, args.tag)
     plot_curves(summary, ref, stem.with_suffix(".png"),
-                f"coop-game: {', '.join(algos)} ({args.steps:,} steps, {args.seeds} seeds)")
-    pre = (f"# coop-game, {', '.join(algos)} ({args.tag})\n\n"
-           f"`python -m experiments.coop_game_algos --algos {' '.join(args.algos)} --seeds {args.seeds} "
+                f"{args.task}: {', '.join(algos)} ({args.steps:,} steps, {args.seeds} seeds)")
+    task_arg = f"--task {args.task} " if args.task != "coop-game" else ""
+    pre = (f"# {args.task}, {', '.join(algos)} ({args.tag})\n\n"
+           f"`python -m experiments.coop_game_algos {task_arg}--algos {' '.join(args.algos)} --seeds {args.seeds} "
            f"--steps {args.steps} --envs {args.envs} --tag {args.tag}`\n\n"
            f"Global optimum (backward induction over 5^6 joint actions): {ref['optimum']:.3f}; "
            f"uniform random policy: {ref['uniform']:.3f}. Budget {args.steps:,} env steps per run "

@@ -1,7 +1,9 @@
 """DPO's d_target sweep on the cooperative stochastic game (dpo.md §4.1, Fig. 1b): d_target ∈
-{0.001, 0.01, 0.1, 1}, everything else at the repository's coop-game defaults.
+{0.001, 0.01, 0.1, 1}, everything else at the repository's coop-game defaults; ``--task`` picks the
+reading of the game as in coop_game_algos (results named by task).
 
     python -m experiments.coop_game_dtarget
+    python -m experiments.coop_game_dtarget --task coop-game-joint
 """
 from __future__ import annotations
 
@@ -11,22 +13,22 @@ import time
 
 import numpy as np
 
-from experiments.common import RESULTS, Cell, run_cells, write_table
+from experiments.common import Cell, run_cells, write_table
 from experiments.coop_game_algos import (
     HEADER,
+    TASKS,
     game_reference,
     plot_curves,
+    results_stem,
     summarise,
     table_rows,
 )
-
-GROUP = "coop-game"
 
 
 def beta_trace(cell: Cell) -> tuple[float, float]:
     """Median over agents of (mean KL per update, final β1) — why a d_target behaves as it does."""
     kls, betas = [], []
-    for d in sorted(cell.run_dir(GROUP).glob("agent-*")):
+    for d in sorted(cell.run_dir(cell.task).glob("agent-*")):
         rows = [json.loads(line) for line in (d / "metrics.jsonl").read_text().splitlines() if line.strip()]
         kls.append(np.mean([r["kl"] for r in rows if "kl" in r]))
         betas.append([r["beta1"] for r in rows if "beta1" in r][-1])
@@ -35,6 +37,7 @@ def beta_trace(cell: Cell) -> tuple[float, float]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--task", choices=TASKS, default="coop-game")
     p.add_argument("--targets", nargs="+", type=float, default=[0.001, 0.01, 0.1, 1.0])
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--steps", type=int, default=25_000)
@@ -43,21 +46,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fresh", action="store_true")
     args = p.parse_args(argv)
 
-    cells = [Cell("coop-game", "dpo", s, args.steps, args.envs, [f"d_target={d:g}"], label=f"d_target={d:g}")
+    cells = [Cell(args.task, "dpo", s, args.steps, args.envs, [f"d_target={d:g}"], label=f"d_target={d:g}")
              for d in args.targets for s in range(args.seeds)]
     t0 = time.monotonic()
-    run_cells(cells, GROUP, args.workers, args.fresh)
-    ref = game_reference()
-    summary = summarise(cells, GROUP)
-    stem = RESULTS / "coop_game_fig1b_dtarget"
+    run_cells(cells, args.task, args.workers, args.fresh)  # runs/experiments/<task>/, as coop_game_algos
+    ref = game_reference(args.task)
+    summary = summarise(cells, args.task)
+    stem = results_stem(args.task, "fig1b_dtarget")
+    stem.parent.mkdir(parents=True, exist_ok=True)
     plot_curves(summary, ref, stem.with_suffix(".png"),
-                f"coop-game: DPO d_target sweep ({args.steps:,} steps, {args.seeds} seeds)")
+                f"{args.task}: DPO d_target sweep ({args.steps:,} steps, {args.seeds} seeds)")
     rows = table_rows(summary, ref)
     for row, (label, rec) in zip(rows, summary["labels"].items()):
         diag = [beta_trace(c) for c in rec["cells"]]
         row += [f"{np.mean([k for k, _ in diag]):.3g}", f"{np.mean([b for _, b in diag]):.3g}"]
-    pre = (f"# coop-game, DPO d_target sweep (Fig. 1b)\n\n"
-           f"`python -m experiments.coop_game_dtarget --seeds {args.seeds} --steps {args.steps} --envs {args.envs}`\n\n"
+    task_arg = f"--task {args.task} " if args.task != "coop-game" else ""
+    pre = (f"# {args.task}, DPO d_target sweep (Fig. 1b)\n\n"
+           f"`python -m experiments.coop_game_dtarget {task_arg}--seeds {args.seeds} --steps {args.steps} "
+           f"--envs {args.envs}`\n\n"
            f"Global optimum {ref['optimum']:.3f}; uniform random {ref['uniform']:.3f}. Budget {args.steps:,} env "
            f"steps per run ({args.envs} copies), {args.seeds} seeds, in-process; the paper used 5 seeds and a longer "
            "budget. The last two columns say how the adaptive coefficients behaved: the mean KL(π_old‖π_new) "

@@ -8,6 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {
+    # also coop-game-joint (matched by prefix): the same paper game, read as one draw per joint action,
+    # with the same 50-step episodes; appendix B's 0.1 is for "the cooperative stochastic game"
     "coop-game": {
         "d_target": 0.1,  # dpo.md appendix B: 0.1 for the cooperative stochastic game
         # 32 steps x E copies per update instead of 128: 50-step episodes and short runs need many

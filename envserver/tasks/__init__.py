@@ -12,7 +12,8 @@ from .base import AgentSpec, StepResult, TaskSpec, VecTask
 # name -> "module:Class" (relative to this package), kept as strings for lazy import
 _ENTRIES: dict[str, str] = {
     # --- tabular games ---
-    "coop-game": "coop_game:CoopGame",
+    "coop-game": "coop_game:CoopGame",  # dpo.md §4.1, near-additive per agent (coop_game.py docstring)
+    "coop-game-joint": "coop_game:CoopGameJoint",  # the same game with r and P drawn per joint action
     "matrix-game-1": "matrix_games:MatrixGame1",  # dpo.md Table 3, one-step 2x2 games
     "matrix-game-2": "matrix_games:MatrixGame2",
     "matrix-game-3": "matrix_games:MatrixGame3",
