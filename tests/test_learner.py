@@ -94,6 +94,37 @@ def test_dpo_loss_hand_computed() -> None:
     assert extra["kl_penalty"] == pytest.approx(kl.mean().item())
 
 
+@pytest.mark.parametrize("algo, n_agents, weight", [
+    ("dpo", 6, 0.01 / 6), ("dpo-no-kl", 6, 0.01 / 6), ("dpo-no-sqrt", 3, 0.01 / 3),  # the 1/N share
+    ("ippo-kl", 6, 0.01), ("ippo", 6, 0.01),  # independent surrogates: c_ent itself
+])
+def test_entropy_bonus_takes_the_surrogates_share(algo: str, n_agents: int, weight: float) -> None:
+    """DPO's bonus is c_ent·H/N like its (1/N)·r·Â (learner-audit.md finding 2): the actor step's
+    gradient equals the gradient of policy_loss − weight·mean H, with weight written out by hand."""
+    lrn = make_learner(algo, DISCRETE, critic_dim=5, n_agents=n_agents, n_envs=E, seed=0,
+                       overrides={"rollout_len": 4, "hidden": 8})
+    assert lrn.entropy_weight == pytest.approx(weight, rel=1e-12)
+    if lrn.coefs is not None and "beta1" in lrn.coefs.values:  # √KL's slope at KL = 0 amplifies float noise
+        lrn.coefs.values["beta1"] = 0.0
+    rng = np.random.default_rng(0)
+    obs, cin = rng.normal(size=(E, 3)).astype(np.float32), rng.normal(size=(E, 5)).astype(np.float32)
+    while not lrn.ready():
+        lrn.act(obs, cin)
+        lrn.observe(rng.normal(size=E), np.zeros((E, 0)), np.zeros(E, bool))
+    batch = lrn._prepare(cin, None)
+    params = lrn.actor(batch.obs)
+    logp = lrn.dist.log_prob(params, batch.act)
+    ratio = torch.exp(logp - batch.logp_old)
+    pl, _ = lrn.policy_loss(ratio, logp, batch.logp_old, batch.adv, lrn.kl_per_state(batch.params_old, params),
+                            batch.cost_adv)
+    expected = torch.autograd.grad(pl - weight * lrn.dist.entropy(params).mean(), list(lrn.actor.parameters()))
+    lrn.actor_opt.step = lambda: None  # keep the gradient the actor step computed, skip the update
+    lrn.cfg.max_grad_norm = 1e9
+    lrn._actor_step(batch)
+    for g, p in zip(expected, lrn.actor.parameters()):
+        torch.testing.assert_close(p.grad, g, rtol=1e-5, atol=1e-7)
+
+
 def test_categorical_formulas_match_torch_distributions() -> None:
     g = torch.Generator().manual_seed(1)
     old = torch.log_softmax(torch.randn(64, 5, generator=g), -1)
