@@ -47,7 +47,9 @@ def gym_env(key: TaskKey, tmp: Path):
         path.write_text(robot_xml(key.robot))
         return gym.make("HalfCheetah-v5", xml_file=str(path)), "HalfCheetah-v5(xml_file)"
     gid = {"halfcheetah": "HalfCheetah-v5", "ant": "Ant-v5", "safe-ant": "Ant-v5", "hopper": "Hopper-v5",
-           "walker2d": "Walker2d-v5", "humanoid": "Humanoid-v5"}[r]
+           "walker2d": "Walker2d-v5", "humanoid": "Humanoid-v5",  # the velocity tasks' v4 robots:
+           "ant-v4": "Ant-v4", "hopper-v4": "Hopper-v4", "walker2d-v4": "Walker2d-v4", "humanoid-v4": "Humanoid-v4",
+           "swimmer": "Swimmer-v4"}[r]
     return gym.make(gid), gid
 
 

@@ -118,9 +118,22 @@ def cmd_tasks(_args: argparse.Namespace) -> int:
         s = task_spec(name)
         costs = ", ".join(f"{n} ≤ {lim:g}" for n, lim in zip(s.cost_names, s.cost_limits)) or "no cost"
         kinds = {a.act_kind for a in s.agents}
+        acts = [a.n_actions if a.act_kind == "discrete" else a.act_dim for a in s.agents]  # choices / actuators
+        sizes = f"obs {_dims([a.obs_dim for a in s.agents])} act {_dims(acts)}"
         print(f"{name:34s} {s.n_agents:2d} agents  {'/'.join(sorted(kinds)):10s} episode {s.episode_length:4d}  "
-              f"{costs:22s} {s.description}")
+              f"{costs:22s} {sizes}  {s.description}")
     return 0
+
+
+def _dims(sizes: list[int]) -> str:
+    """Per-agent sizes, runs of equal ones as SIZE*COUNT: [36]*6 + [58] -> "36*6,58"."""
+    out: list[list[int]] = []
+    for n in sizes:
+        if out and out[-1][0] == n:
+            out[-1][1] += 1
+        else:
+            out.append([n, 1])
+    return ",".join(str(n) if k == 1 else f"{n}*{k}" for n, k in out)
 
 
 def cmd_algos(_args: argparse.Namespace) -> int:

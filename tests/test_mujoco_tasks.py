@@ -31,13 +31,17 @@ OBS_DIMS = {
     "mamujoco-hopper-3x1": [7] * 3, "mamujoco-walker2d-3x2": [9] * 3, "mamujoco-ant-4x2": [27] * 4,
     "mamujoco-humanoid-17x1": [36] * 6 + [58] + [36] * 3 + [58] + [36] * 6,
 }
-LIMITS = {"safe-halfcheetah": 5.0, "safe-coupled-halfcheetah": 5.0, "safe-ant": 0.2, "safe-manyagent-ant": 1.0}
+LIMITS = {"safe-halfcheetah": 5.0, "safe-coupled-halfcheetah": 5.0, "safe-ant": 0.2, "safe-manyagent-ant": 1.0,
+          "safe-velocity": 25.0}
 
 
 def test_every_task_is_registered_with_shared_and_local_modes():
     assert set(NAMES) <= set(task_names())
-    safe = [n for n in NAMES if n.startswith("safe-")]
+    safe = [n for n in NAMES if n.startswith("safe-") and not n.startswith("safe-velocity-")]
     assert len(safe) == 30 and all(n + "-local" in NAMES for n in safe if not n.endswith("-local"))
+    # Safety-Gymnasium's velocity tasks: one robot-level cost, no -local variant (tests/test_velocity_tasks.py)
+    assert len([n for n in NAMES if n.startswith("safe-velocity-")]) == 8 and not any(
+        n.startswith("safe-velocity-") and n.endswith("-local") for n in NAMES)
     assert {n for n in NAMES if n.startswith("mamujoco-")} == {
         "mamujoco-halfcheetah-3x2", "mamujoco-hopper-3x1", "mamujoco-walker2d-3x2", "mamujoco-ant-4x2",
         "mamujoco-humanoid-17x1"}

@@ -20,9 +20,11 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     "mpe": {
         "d_target": 0.01,  # dpo.md appendix B: 0.01 for MPE (simple spread, line and circle control)
     },
-    # dpo.md appendix B: d_target 0.001 for multi-agent MuJoCo, every robot family
+    # dpo.md appendix B: d_target 0.001 for multi-agent MuJoCo, every robot family (the
+    # Safety-Gymnasium velocity tasks are MaMuJoCo robots too)
     **{family: {"d_target": 0.001} for family in (
-        "safe-halfcheetah", "safe-coupled-halfcheetah", "safe-ant", "safe-manyagent-ant", "mamujoco")},
+        "safe-halfcheetah", "safe-coupled-halfcheetah", "safe-ant", "safe-manyagent-ant", "mamujoco",
+        "safe-velocity")},
 }
 
 

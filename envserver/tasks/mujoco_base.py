@@ -9,14 +9,16 @@ read, as Gymnasium does) and a few memcpys of that copy's arrays into its row of
 → reward, termination, cost and observations vectorised over the E rows.
 
 Episode semantics: ``terminated`` on a real termination (the robot is unhealthy, Gymnasium v5
-rules; the cheetahs never terminate), ``truncated`` after 1000 steps; a finished copy is reset at
-once and its returned observation is the new episode's first. A copy whose physics diverged
+rules, v4 for the velocity tasks; the cheetahs and the swimmer never terminate), ``truncated``
+after 1000 steps; a finished copy is reset at once and its returned observation is the new
+episode's first. A copy whose physics diverged
 (non-finite state, or MuJoCo's own reset after an unstable step, seen as time going backwards) is
 reset too, reported as truncated with reward 0 and cost 0, so no NaN ever reaches an agent.
 
 Reset (per copy, ``np.random.default_rng([seed, e])``): qpos = qpos0 + U(±s), qvel = s·N(0, 1)
-(HalfCheetah, Ant families, s = 0.1) or U(±s) (Hopper, Walker2d 5e-3; Humanoid 1e-2), on every
-degree of freedom including a hazard's (MACPO also perturbs the obstacle), then ``mj_forward``.
+(HalfCheetah, Ant families, s = 0.1) or U(±s) (Hopper, Walker2d 5e-3; Humanoid 1e-2; Swimmer 0.1),
+on every degree of freedom including a hazard's (MACPO also perturbs the obstacle), then
+``mj_forward``.
 """
 from __future__ import annotations
 
@@ -74,7 +76,8 @@ class MujocoTask(VecTask):
             # (the zrot test 1 - 2(qx² + qy²) >= zrot_min is evaluated as qx² + qy² <= (1 - zrot_min) / 2)
             self._state_cols = slice(L.qpos(None, 2), L.n_state) if h.state_abs_max else None
         self._cf = slice(L.blocks["cfrc_ext"], L.blocks["cfrc_ext"] + 6 * m.nbody) if rules.contact else None
-        self._xipos_x = [L.block("xipos", b, 0) for b in range(m.nbody)] if L.com is not None else None
+        self._xipos_xy = ([[L.block("xipos", b, k) for b in range(m.nbody)] for k in (0, 1)]
+                          if L.com is not None else None)
         self._qv = slice(L.qvel(None), L.qvel(None) + m.nv)
         ss = int(seed) & 0xFFFF_FFFF_FFFF_FFFF  # default_rng refuses negative entropy
         self.rngs = [np.random.default_rng([ss, e]) for e in range(E)]
@@ -107,7 +110,8 @@ class MujocoTask(VecTask):
             np.minimum(S[:, self._qv], c, out=out)
             np.maximum(out, -c, out=out)
         if L.com is not None:
-            S[:, L.com] = S[:, self._xipos_x] @ L.mass
+            S[:, L.com] = S[:, self._xipos_xy[0]] @ L.mass
+            S[:, L.com + 1] = S[:, self._xipos_xy[1]] @ L.mass
         if self.hazard is not None:
             self.hazard.derive(S)
 
@@ -152,6 +156,8 @@ class MujocoTask(VecTask):
             self._reset_copy(e)
         self._oldest = 0
         self._derive()
+        if self.hazard is not None:
+            self.hazard.anchor(self.S)
 
     def reset(self) -> list[np.ndarray]:
         self._reset_all()
@@ -189,6 +195,7 @@ class MujocoTask(VecTask):
         sq = self._route(actions)
         if hazard is not None:
             hazard.control(S, self._act)
+            hazard.anchor(S)
         before = S.take(self._fwd_idx, axis=1)
         m, fs, rne, act, half = self.model, self.frame_skip, self._rne, self._act, 0.5 * self.dt
         rows, copies, ctrls = self._rows, self._copies, self._ctrls
@@ -214,7 +221,8 @@ class MujocoTask(VecTask):
             terminated = np.zeros(E, dtype=bool)
         else:
             healthy = self.healthy()
-            reward = reward + rules.healthy_reward * healthy
+            # v5 pays the healthy reward on healthy steps only, v4 on the terminating step too
+            reward = reward + rules.healthy_reward * (healthy | rules.alive_on_termination)
             terminated = ~healthy
         if rules.contact is not None:
             w, _clip, cap = rules.contact
@@ -244,10 +252,13 @@ class MujocoTask(VecTask):
             done = truncated
         if self._oldest >= EPISODE_LENGTH or self._health is not None or reset_by_mujoco:
             if done.any():
-                for e in np.flatnonzero(done):
+                rows = np.flatnonzero(done)
+                for e in rows:
                     self._reset_copy(int(e))
                 self._oldest = int(self._steps.max())
                 self._derive()
+                if hazard is not None:
+                    hazard.anchor(S, rows)
         S32 = S.astype(np.float32)
         return StepResult(obs=[S32.take(idx, axis=1) for idx in self._obs_idx], reward=reward.astype(np.float32),
                           cost=cost, terminated=terminated, truncated=truncated)

@@ -1,6 +1,6 @@
 """The Safe variants' hazards at run time: what they add to the state, the observation and the cost.
 
-Both hazards give a binary cost per step, in two modes (``TaskKey.cost_mode``):
+The obstacle and the corridor give a binary cost per step, in two modes (``TaskKey.cost_mode``):
 
 * ``shared`` — the papers' robot-level cost (spec §1.3), one array object handed to every agent.
 * ``local`` — each agent's own cost from its own bodies (the bodies its joints move, see
@@ -19,6 +19,9 @@ Both hazards give a binary cost per step, in two modes (``TaskKey.cost_mode``):
 
 Positions are MuJoCo's ``xpos`` after ``mj_step`` (as Gymnasium's and MACPO's ``get_body_com``),
 the obstacle's x is read from its joint (the slab only translates).
+
+The speed limit of the Safety-Gymnasium velocity tasks (:class:`SpeedLimit`) has one mode: the
+robot's speed over the step is one number, so every agent gets the same cost.
 """
 from __future__ import annotations
 
@@ -57,6 +60,10 @@ class Hazard:
 
     def control(self, S: np.ndarray, act: np.ndarray) -> None:
         """Write the hazard's actuators into ``act`` from the current state."""
+
+    def anchor(self, S: np.ndarray, rows: np.ndarray | slice = slice(None)) -> None:
+        """Take the current state of ``rows`` as the start of the next step (called before every
+        step, and for a copy just reset: its new episode has not moved yet)."""
 
     def derive(self, S: np.ndarray) -> None:
         """Fill the hazard's derived columns of ``S`` from the synced MuJoCo state."""
@@ -187,5 +194,51 @@ class Corridor(Hazard):
         return self._per_agent(near, self.starts)
 
 
+class SpeedLimit(Hazard):
+    """Safety-Gymnasium's multi-agent velocity cost: 1 on a step whose speed exceeds the threshold.
+
+    Speed as ``SafeMAEnv.step`` computes it from the v4 env's info: the displacement of the robot's
+    forward source over the step divided by dt (not qvel): torso ``xpos`` (Ant), the mass centre
+    (Humanoid) or qpos[0] (planar robots); ``planar`` sqrt(vx² + vy²), ``abs-x`` |vx| (the robots
+    whose info has no y_velocity), ``x`` vx (the Swimmer). The step's start position is kept in the
+    state matrix (``anchor``), so each copy carries its own and ``current_cost`` reads a synced state.
+    """
+
+    def bind(self, L: Layout, m: mujoco.MjModel) -> list[list[Section]]:
+        (src,) = L.robot.rules.forward
+        if src == "com":
+            pos = [L.com, L.com + 1]
+        elif src.startswith("xpos:"):
+            body = m.body(src.split(":")[1]).id
+            pos = [L.block("xpos", body, 0), L.block("xpos", body, 1)]
+        elif self.spec.speed == "planar":
+            raise ValueError(f"{L.key.name}: a planar speed needs a body or the mass centre, not {src}")
+        else:
+            pos = [L.qpos(src.split(":")[1])]
+        self.pos = pos if self.spec.speed == "planar" else pos[:1]
+        self.start = L.add(len(self.pos))  # the forward source at the start of the step
+        self.speed = L.add(1)
+        self.dt = m.opt.timestep * L.robot.frame_skip  # Gymnasium's MujocoEnv.dt
+        self.n_agents = len(L.agents)
+        return [[] for _ in L.agents]  # the agents observe the root's velocity already
+
+    def anchor(self, S: np.ndarray, rows: np.ndarray | slice = slice(None)) -> None:
+        n = len(self.pos)
+        S[rows, self.start:self.start + n] = S[rows][:, self.pos]
+        S[rows, self.speed] = 0.0
+
+    def derive(self, S: np.ndarray) -> None:
+        # (after - before) / dt and sqrt(vx² + vy²) as Gymnasium and SafeMAEnv write them, so the
+        # comparison with the threshold sees the same float64 number
+        v = (S[:, self.pos] - S[:, self.start:self.start + len(self.pos)]) / self.dt
+        kind = self.spec.speed
+        S[:, self.speed] = (np.sqrt(v[:, 0] * v[:, 0] + v[:, 1] * v[:, 1]) if kind == "planar"
+                            else np.abs(v[:, 0]) if kind == "abs-x" else v[:, 0])
+
+    def cost(self, S: np.ndarray, terminated: np.ndarray) -> list[np.ndarray]:
+        c = (S[:, self.speed] > self.spec.threshold).astype(np.float32)[:, None]
+        return [c] * self.n_agents
+
+
 def make_hazard(spec: HazardSpec, mode: str) -> Hazard:
-    return {"obstacle": MovingObstacle, "corridor": Corridor}[spec.kind](spec, mode)
+    return {"obstacle": MovingObstacle, "corridor": Corridor, "velocity": SpeedLimit}[spec.kind](spec, mode)

@@ -54,11 +54,12 @@ class Layout:
         need |= set(rules.body_obs) | ({"qfrc_actuator"} & set(rules.dof_obs))
         need |= {"ten_length", "ten_velocity"} if self.robot.tendon_obs else set()
         self.need(need)
+        # the mass centre's x, y (derived; Humanoid's forward source, and its velocity cost reads y)
+        self.com = self.add(2) if "com" in rules.forward else None
         self.hazard: Hazard | None = make_hazard(key.hazard, key.cost_mode) if key.hazard else None
         extras = self.hazard.bind(self, m) if self.hazard else [[] for _ in self.agents]
 
         # forward-progress sources (averaged), health columns, contact block
-        self.com = self.add(1) if "com" in rules.forward else None
         self.fwd = [self.com if src == "com" else self._source(m, src) for src in rules.forward]
         self.mass = m.body_mass / m.body_mass.sum()
         self.qvel_obs = self.add(self.nv) if rules.qvel_obs_clip else self.qvel(None)

@@ -16,6 +16,8 @@ Hazards (shared/research/safe-mamujoco.md, "spec §n"):
   MACPO's walls are 1e-6 kg free bodies that fall over at the start and that the robot shoves aside
   without resistance, so they never constrained the robot; the cost is analytic in both codes.
   Static visual walls keep the robot's physics exactly Gymnasium's and cost no solver time.
+
+The Safety-Gymnasium velocity tasks' speed limit has no geometry: their model is the robot's XML.
 """
 from __future__ import annotations
 
@@ -171,7 +173,7 @@ def _xml(asset: str, n_roots: int, hazard: HazardSpec | None) -> str:
         xml = manyagent_ant_xml(int(asset.split(":")[1]))
     else:
         xml = asset_text(asset)
-    if hazard is None:
+    if hazard is None or hazard.kind == "velocity":  # the speed limit adds nothing to the world
         return xml
     if hazard.kind == "obstacle":
         bodies, motor = _obstacle_xml(n_roots)

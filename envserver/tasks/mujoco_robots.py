@@ -2,8 +2,10 @@
 
 Nothing here imports MuJoCo, so the task registry can list names (and ``khop`` can reject a bad
 one) without paying for it. Every number cites where it comes from: Gymnasium's v5 environments
-for the plain robots (``dpo.md`` appendix A.2) and the MACPO code described in
-``shared/research/safe-mamujoco.md`` (cited as "spec §n") for the Safe variants.
+for the plain robots (``dpo.md`` appendix A.2), the MACPO code described in
+``shared/research/safe-mamujoco.md`` (cited as "spec §n") for the Safe variants, and Gymnasium's v4
+environments for the robots of the Safety-Gymnasium velocity tasks (SafePO trained those through
+gymnasium-robotics 1.2.2, whose ``MultiAgentMujocoEnv`` appends ``-v4`` to the scenario; "GR 1.2.2").
 
 A *partition* assigns each actuated joint to exactly one agent; agent i drives the actuators of
 its own joints (routing by joint name, so ``ant 2x4`` and ``2x4d`` really differ — MACPO's
@@ -45,6 +47,9 @@ class Rules:
     qvel_obs_clip: float | None = None  # Hopper/Walker2d v5 clip qvel to ±10 in the observation
     dof_obs: tuple[str, ...] = ("qpos", "qvel")  # per own joint
     body_obs: tuple[str, ...] = ()  # per own body: "cinert", "cvel", "cfrc_ext"
+    # v4: the healthy reward is paid on every step, the terminating one included
+    # (``float(is_healthy or terminate_when_unhealthy) * healthy_reward``); v5 pays it on healthy steps only
+    alive_on_termination: bool = False
 
 
 @dataclass(frozen=True)
@@ -65,7 +70,7 @@ class Robot:
         """The agents' joint tuples for ``conf``; a malformed or undefined one is a ValueError."""
         if not isinstance(conf, str) or not _CONF.fullmatch(conf):
             raise ValueError(f"malformed partition {conf!r} for {self.key}: expected AGENTSxJOINTS "
-                             f"such as {next(iter(self.partitions))}")
+                             f"or J1+J2+..., such as {next(iter(self.partitions))}")
         try:
             return self.partitions[conf]
         except KeyError:
@@ -73,7 +78,9 @@ class Robot:
                              f"defined: {', '.join(self.partitions)}") from None
 
 
-_CONF = re.compile(r"[1-9][0-9]*x[1-9][0-9]*d?")
+# AGENTSxJOINTS (d: diagonal), or the joints per agent J1+J2+... (GR 1.2.2's Humanoid "9|8" is "9+8":
+# "|" cannot stand unquoted in a shell argument nor in every file name, and 9x8 would read as 9 agents)
+_CONF = re.compile(r"[1-9][0-9]*x[1-9][0-9]*d?|[1-9][0-9]*(?:\+[1-9][0-9]*)+")
 
 
 def _singletons(joints: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
@@ -188,7 +195,10 @@ WALKER2D = Robot(
                  "foot_left_joint"),
     # HARL's 3x2 (spec §2.6): (foot, leg), (thigh, foot_left), (leg_left, thigh_left)
     partitions={"3x2": (("leg_joint", "foot_joint"), ("thigh_joint", "foot_left_joint"),
-                        ("thigh_left_joint", "leg_left_joint"))},
+                        ("thigh_left_joint", "leg_left_joint")),
+                # GR 1.2.2 obsk.py "2x3": right leg | left leg, each foot-to-thigh as there
+                "2x3": (("foot_joint", "leg_joint", "thigh_joint"),
+                        ("foot_left_joint", "leg_left_joint", "thigh_left_joint"))},
     globals=(_planar_root(),),
     rules=Rules(forward=("qpos:rootx",), forward_weight=1.0, ctrl_weight=1e-3, healthy_reward=1.0,
                 health=Health(z=("rootz", 0, 0.8, 2.0), angle=("rooty", 0, -1.0, 1.0)),
@@ -207,13 +217,42 @@ HUMANOID = Robot(
            ("right_elbow", "right_shoulder1", "right_shoulder2"), ("left_knee", *_LH), ("right_knee", *_RH),
            ("left_shoulder1", "left_shoulder2", *_ABD), ("right_shoulder1", "right_shoulder2", *_ABD),
            (*_ABD, *_LH), (*_ABD, *_RH)),
-    partitions={"17x1": _singletons(_HUM)}, globals=(_FREE_ROOT,),
+    partitions={"17x1": _singletons(_HUM),
+                # GR 1.2.2 obsk.py "9|8": upper body (abdomen, arms) | lower body (legs), in its order
+                "9+8": ((*_ABD, "right_shoulder1", "right_shoulder2", "right_elbow", "left_shoulder1",
+                         "left_shoulder2", "left_elbow"),
+                        (*_RH, "right_knee", *_LH, "left_knee"))},
+    globals=(_FREE_ROOT,),
     # Humanoid-v5: 1.25 d(mass-centre x)/dt + 5 healthy − 0.1‖ctrl‖² − min(5e-7 Σ cfrc_ext², 10)
     rules=Rules(forward=("com",), forward_weight=1.25, ctrl_weight=0.1, healthy_reward=5.0,
                 health=Health(z=("root", 2, 1.0, 2.0)), contact=(5e-7, None, 10.0), reset=("uniform", 1e-2),
                 dof_obs=("qpos", "qvel", "qfrc_actuator"), body_obs=("cinert", "cvel", "cfrc_ext")))
 
 SAFE_ANT = replace(ANT, key="safe-ant", rules=_SAFE_ANT_RULES)
+
+# ------------------------------------------------------------------------------------- Swimmer
+_SWIM = ("motor1_rot", "motor2_rot")
+SWIMMER = Robot(
+    key="swimmer", asset="swimmer.xml", frame_skip=4, joints=_SWIM, edges=(_SWIM,),
+    partitions={"2x1": _singletons(_SWIM)},  # GR 1.2.2 obsk.py "2x1" (its nodes rot2, rot3)
+    # the root is slider1 (x), slider2 (y), free_body_rot (yaw); Swimmer-v4 observes all but x, y
+    globals=((("qpos", "free_body_rot", 0, "yaw"), ("qvel", "slider1", 0, "vx"), ("qvel", "slider2", 0, "vy"),
+              ("qvel", "free_body_rot", 0, "wz")),),
+    # Swimmer-v4 (= v5): reward dx/dt - 1e-4 |a|^2 with x = qpos[0], never terminates, U(±0.1) reset
+    rules=Rules(forward=("qpos:slider1",), forward_weight=1.0, ctrl_weight=1e-4, reset=("uniform", 0.1)))
+
+# ----------------------------------------------------- Gymnasium v4 robots (Safety-Gymnasium velocity)
+# Where v4 differs from the v5 robots above (gymnasium/envs/mujoco/*_v4.py): the healthy reward on the
+# terminating step too; Ant-v4 (use_contact_forces=False, GR 1.2.2's default) has no contact cost and
+# no cfrc_ext in its observation; Humanoid-v4 has no contact cost, and its cfrc_ext observation is all
+# zeros (nothing calls mj_rnePostConstraint), so we leave it out; Walker2d-v4's left foot has friction
+# 1.9 (walker2d.xml; v5's walker2d_v5.xml has 0.9 on both feet). HalfCheetah-v4 = HalfCheetah-v5.
+ANT_V4 = replace(ANT, key="ant-v4", rules=replace(_ANT_RULES, contact=None, body_obs=(), alive_on_termination=True))
+HOPPER_V4 = replace(HOPPER, key="hopper-v4", rules=replace(HOPPER.rules, alive_on_termination=True))
+WALKER2D_V4 = replace(WALKER2D, key="walker2d-v4", asset="walker2d_v4.xml",
+                      rules=replace(WALKER2D.rules, alive_on_termination=True))
+HUMANOID_V4 = replace(HUMANOID, key="humanoid-v4", rules=replace(
+    HUMANOID.rules, contact=None, body_obs=("cinert", "cvel"), alive_on_termination=True))
 
 
 def agent_edges(robot: Robot, conf: str) -> dict[tuple[int, int], list[tuple[str, str]]]:

@@ -23,7 +23,13 @@ _REWARD = {
     "walker2d": "reward dx/dt + 1 - 1e-3|a|^2 (Walker2d-v5); ends when unhealthy",
     "humanoid": "reward 1.25 d(com x)/dt + 5 - 0.1|a|^2 - min(5e-7 sum cfrc_ext^2, 10) (Humanoid-v5); ends "
                 "when z leaves (1, 2)",
+    "ant-v4": "reward dx_torso/dt + 1 - 0.5|a|^2 (Ant-v4); ends when torso z leaves [0.2, 1]",
+    "hopper-v4": "reward dx/dt + 1 - 1e-3|a|^2 (Hopper-v4); ends when unhealthy",
+    "walker2d-v4": "reward dx/dt + 1 - 1e-3|a|^2 (Walker2d-v4, left foot friction 1.9); ends when unhealthy",
+    "humanoid-v4": "reward 1.25 d(com x)/dt + 5 - 0.1|a|^2 (Humanoid-v4); ends when z leaves (1, 2)",
+    "swimmer": "reward dx/dt - 1e-4|a|^2 (Swimmer-v4), never terminates",
 }
+_SPEED = {"planar": "planar speed sqrt(vx^2 + vy^2)", "abs-x": "|vx|", "x": "forward velocity vx"}
 
 
 def _family(key: TaskKey) -> str:
@@ -39,6 +45,11 @@ def describe(key: TaskKey) -> str:
         head = f"MaMuJoCo {fam} {key.conf} (DPO paper, Table 1; agent_obsk 2 = --kappa 2 through the relay)"
         return f"{head}: {parts}. {_REWARD[fam]}. Local observations: own joints + root."
     hz = key.hazard
+    if hz.kind == "velocity":
+        return (f"Safety-Gymnasium MA velocity {fam.removesuffix('-v4')} {key.conf} (SafePO): {parts}. "
+                f"{_REWARD[fam]}. Cost 1 on a step whose {_SPEED[hz.speed]} (displacement / dt) exceeds "
+                f"{hz.threshold:g} m/s, the same for every agent; limit {hz.cost_limit:g} per 1000-step "
+                "episode. Local observations: own joints + root.")
     if hz.kind == "obstacle":
         rule = f"cost 1 while a cheetah is within {hz.distance:g} m (x) of the moving obstacle"
     else:
