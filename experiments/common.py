@@ -141,6 +141,20 @@ def final_return(run_dir: Path, frac: float = 0.1) -> float:
     return float(ret[sel].mean()) if sel.any() else float("nan")
 
 
+def beta_at_floor(run_dir: Path) -> float | None:
+    """Share of the second half's updates (all agents) at which every adaptive β of the run sat at
+    its floor beta_min — where DPO's KL penalties are inactive (learner-audit.md finding 9); None
+    for learners without β."""
+    at_floor = []
+    for d in sorted(run_dir.glob("agent-*")):
+        floor = json.loads((d / "learner_config.json").read_text())["beta_min"]
+        rows = [json.loads(line) for line in (d / "metrics.jsonl").read_text().splitlines() if line.strip()]
+        betas = [[v for k, v in r.items() if k in ("beta1", "beta2")] for r in rows]
+        betas = [b for b in betas[len(betas) // 2:] if b]
+        at_floor += [all(v <= floor * (1 + 1e-9) for v in b) for b in betas]
+    return float(np.mean(at_floor)) if at_floor else None
+
+
 def write_table(path_stem: Path, header: list[str], rows: list[list], preamble: str = "") -> None:
     """Write ``path_stem``.md (with ``preamble`` above the table) and ``path_stem``.csv."""
     path_stem.parent.mkdir(parents=True, exist_ok=True)

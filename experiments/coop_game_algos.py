@@ -30,6 +30,7 @@ from experiments.common import (
     RESULTS,
     Cell,
     available_algos,
+    beta_at_floor,
     binned,
     ci95,
     episode_curve,
@@ -90,7 +91,8 @@ def summarise(cells: list[Cell], group: str, bins: int = 25) -> dict:
         d = c.run_dir(group)
         x, y = episode_curve(d)
         rec = out.setdefault(c.label or c.algo, {"curves": [], "final": [], "exact": [], "greedy": [], "seeds": [],
-                                                 "cells": []})
+                                                 "cells": [], "beta_floor": []})
+        rec["beta_floor"].append(beta_at_floor(d))
         rec["curves"].append(binned(x, y, edges))
         rec["final"].append(final_return(d))
         try:
@@ -137,7 +139,8 @@ def table_rows(summary: dict, ref: dict) -> list[list]:
                      f"{np.nanmean(e):.2f}" if np.isfinite(e).any() else "n/a",
                      " / ".join(f"{v:.2f}" for v in e),
                      f"{100 * (np.nanmean(e) - ref['uniform']) / span:.1f}%" if np.isfinite(e).any() else "n/a",
-                     f"{np.nanmean(rec['greedy']):.2f} ± {ci95(np.array(rec['greedy'])):.2f}"])
+                     f"{np.nanmean(rec['greedy']):.2f} ± {ci95(np.array(rec['greedy'])):.2f}",
+                     " / ".join("–" if b is None else f"{100 * b:.0f}%" for b in rec["beta_floor"])])
     return rows
 
 
@@ -163,12 +166,18 @@ def verdict(summary: dict) -> str:
     text += (" Made greedy (each agent's most likely action; IQL then drops its ε, which the PyMARL schedule "
              "anneals over 50k transitions, longer than these runs): "
              + " > ".join(f"{k} {greedy[k]:.2f}" for k in sorted(greedy, key=greedy.get, reverse=True)) + ".")
+    floors = {k: [b for b in v["beta_floor"] if b is not None] for k, v in summary["labels"].items()}
+    floors = {k: b for k, b in floors.items() if b}
+    if floors:
+        text += (" β at its floor 1e-6 (the KL penalties inactive) on " + ", ".join(
+            f"{k} {100 * float(np.mean(b)):.0f}%" for k, b in floors.items()) + " of second-half updates.")
     return text + "\n"
 
 
 HEADER = ["algorithm", "seeds", "final return (last 10%, mean ± 95% CI)", "per seed",
           "exact J(π_final) mean", "exact J per seed", "gap to optimum closed (exact J)",
-          "exact J of the greedy π_final (mean ± 95% CI)"]
+          "exact J of the greedy π_final (mean ± 95% CI)",
+          "β at its floor (share of 2nd-half updates, per seed)"]
 
 
 def main(argv: list[str] | None = None) -> int:
