@@ -244,8 +244,8 @@ def test_lagrange_and_adaptive_coef_rules() -> None:
 
 
 def test_episode_cost_estimate() -> None:
-    """Finished episodes when there are any; otherwise the running per-step cost of the unfinished
-    episodes × the episode length (never a stale estimate)."""
+    """Finished episodes when there are any; otherwise the latest finished episodes' mean (omnisafe's
+    EpCost); the running per-step cost × the episode length only before any episode finished."""
     ec = EpisodeCosts(n_envs=2, n_costs=1)
     ec.add(np.array([[1.0], [2.0]]), np.array([False, False]))
     assert ec.estimate(episode_length=10)[0] == pytest.approx(15.0)  # (1 + 2)/2 steps × 10
@@ -254,8 +254,11 @@ def test_episode_cost_estimate() -> None:
     ec.add(np.array([[1.0], [0.0]]), np.array([True, False]))  # copy 0 finishes with 2
     ec.add(np.array([[4.0], [1.0]]), np.array([True, True]))  # copy 0 with 4, copy 1 with 3
     assert ec.estimate(10)[0] == pytest.approx((2.0 + 4.0 + 3.0) / 3) and ec.source == "episodes"
-    ec.add(np.array([[0.5], [1.5]]), np.array([False, False]))
-    assert ec.estimate(10)[0] == pytest.approx(10.0)  # none finished since: (0.5 + 1.5)/2 steps × 10
+    ec.add(np.array([[9.0], [9.0]]), np.array([False, False]))  # a costly start of the next episodes
+    assert ec.estimate(10)[0] == pytest.approx(3.0) and ec.source == "previous"  # not 9 × 10
+    restored = EpisodeCosts(n_envs=2, n_costs=1)
+    restored.load_state_dict(ec.state_dict())
+    assert restored.estimate(10)[0] == pytest.approx(3.0)
 
 
 # ------------------------------------------------------------------ HAPPO and the token

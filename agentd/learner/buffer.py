@@ -138,11 +138,14 @@ class EpisodeCosts:
 
     Costs are summed per env copy until ``done``; :meth:`estimate` (called once per update) returns
     the mean over the episodes finished since the previous call — the Monte-Carlo estimate of
-    mafocops.md Alg. 1 line 4, omnisafe's mean episode cost of the epoch and the MACPO/MAPPO-L code's
-    mean episode cost of the rollout. When none finished since (episodes longer than a rollout: 1000
-    steps against 128), the running per-step cost of the unfinished episodes × the episode length,
-    so the dual variables react to the current policy rather than to a stale episode; without a
-    known episode length, the mean partial sum so far (a lower bound).
+    mafocops.md Alg. 1 line 4, the MACPO/MAPPO-L code's mean episode cost of the rollout and
+    omnisafe's ``Metrics/EpCost``. When none finished since (1000-step episodes, 128-step
+    rollouts), the latest finished episodes' mean is kept, as omnisafe's logger keeps it: the
+    alternative, the unfinished episodes' per-step cost × the episode length, is biased wherever
+    cost is not spread evenly over an episode — measured on safe-halfcheetah-6x1 (obstacle), it
+    swung 33 → 260 within every episode against a true episode cost of 35–47, because the cost
+    comes in the first ~128 steps. That extrapolation is used only before any episode finished
+    (the episode length being known), else the mean partial sum so far (a lower bound).
     """
 
     def __init__(self, n_envs: int, n_costs: int) -> None:
@@ -150,6 +153,7 @@ class EpisodeCosts:
         self.steps = np.zeros(n_envs, dtype=np.int64)  # steps in each copy's unfinished episode
         self.done_sum = np.zeros(n_costs, dtype=np.float64)
         self.done_n = 0
+        self.last: np.ndarray | None = None  # the latest finished episodes' mean
         self.source = "none"  # how the latest estimate was made
 
     def add(self, cost: np.ndarray, done: np.ndarray) -> None:
@@ -163,21 +167,26 @@ class EpisodeCosts:
 
     def estimate(self, episode_length: int | None) -> np.ndarray:
         if self.done_n:
-            j, self.source = self.done_sum / self.done_n, "episodes"
+            self.last, self.source = self.done_sum / self.done_n, "episodes"
             self.done_sum[:] = 0.0
             self.done_n = 0
-            return j
-        if episode_length and self.steps.any():
+        elif self.last is not None:
+            self.source = "previous"
+        elif episode_length and self.steps.any():
             self.source = "per_step"
             return self.running.sum(axis=0) / self.steps.sum() * episode_length
-        self.source = "partial"
-        return self.running.mean(axis=0)
+        else:
+            self.source = "partial"
+            return self.running.mean(axis=0)
+        return self.last.copy()
 
     def state_dict(self) -> dict:
-        """Nothing survives a restart: a resumed agent starts new episodes (base.state_dict)."""
-        return {}
+        """Only the latest estimate survives a restart: a resumed agent starts new episodes."""
+        return {"last": None if self.last is None else [float(x) for x in self.last]}
 
     def load_state_dict(self, d: dict) -> None:
+        last = d.get("last")
+        self.last = None if last is None else np.asarray(last, dtype=np.float64)
         self.running[:] = 0.0
         self.steps[:] = 0
         self.done_sum[:] = 0.0
