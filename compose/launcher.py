@@ -307,8 +307,8 @@ class Launch:
     directory: the agents load their newest checkpoints and the envserver continues from
     ``envserver/clock``, exactly as after a supervised restart ("Fault tolerance"), so the step
     budget is honoured; config.json is kept and ``events.jsonl`` gets a ``run_resumed`` row.
-    Either way the launcher holds an exclusive lock on config.json while it runs, so a run
-    directory never has two launchers."""
+    Either way :meth:`run` holds an exclusive lock (flock) on the run directory while it runs, so a
+    run directory never has two launchers."""
 
     def __init__(self, cfg: RunConfig, resume: bool = False) -> None:
         self.cfg = cfg
@@ -325,7 +325,8 @@ class Launch:
         self._lock: int | None = None
 
     def _take_lock(self) -> None:
-        fd = os.open(self.dir / "config.json", os.O_RDONLY)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -335,8 +336,6 @@ class Launch:
 
     def prepare(self) -> Path:
         self.dir.mkdir(parents=True, exist_ok=True)
-        if self.resume:
-            self._take_lock()
         ports = free_ports(self.spec.n_agents + 1)
         self.env_endpoint = f"tcp://127.0.0.1:{ports[0]}"
         for node in self.graph.nodes:
@@ -358,7 +357,6 @@ class Launch:
         config = run_record(self.cfg, self.spec, self.graph, self.dir)
         config["comm_plan"] = comm_plan(self.cfg, self.spec, self.graph).describe()
         (self.dir / "config.json").write_text(json.dumps(config, indent=1))
-        self._take_lock()
         return self.dir
 
     def _commands(self) -> dict[str, list[str]]:
@@ -441,11 +439,13 @@ class Launch:
             return code
         finally:
             if self._lock is not None:  # this launcher's run: record how it ended, then let go
-                (self.dir / "run_status.json").write_text(json.dumps(
-                    {"state": state, "exit_code": code, "time": time.time()}))
+                if (self.dir / "config.json").exists():
+                    (self.dir / "run_status.json").write_text(json.dumps(
+                        {"state": state, "exit_code": code, "time": time.time()}))
                 os.close(self._lock)
 
     def _run(self) -> int:
+        self._take_lock()  # before anything in the directory changes
         self.prepare()
         previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
 
