@@ -8,7 +8,7 @@ from pathlib import Path
 from . import compose_file, keys
 from agentd.main import add_comm_arguments
 
-from .launcher import Launch, LaunchError, RunConfig
+from .launcher import Launch, LaunchError, RunConfig, resume_config
 
 DEFAULTS = RunConfig()
 
@@ -49,6 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "resume from their newest checkpoint, the envserver from its step counter")
     r.add_argument("--max-restarts", type=int, default=DEFAULTS.max_restarts, metavar="N",
                    help=f"restarts per process with --restart (default {DEFAULTS.max_restarts})")
+    r.add_argument("--resume", type=Path, default=None, metavar="DIR",
+                   help="continue the unfinished (killed, interrupted) run in DIR with the options in its "
+                        "config.json: agents load their newest checkpoints, the envserver continues its step "
+                        "counter; only --no-progress, --restart and --max-restarts may be given with it")
     add_comm_arguments(r, DEFAULTS)
     r.add_argument("--curve", type=Path, default=None, metavar="DIR",
                    help="CurveZMQ on every socket with the keys in DIR (`khop keys`); only listed keys connect")
@@ -66,13 +70,36 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+#: the only `khop run` options that may accompany --resume: everything else is the run's config.json
+RESUME_OPTIONS = ("command", "resume", "no_progress", "restart", "max_restarts")
+
+
+def resume_conflict(args: argparse.Namespace) -> str | None:
+    """The first option given with --resume that the resumed run would ignore, as the user typed it."""
+    defaults = vars(build_parser().parse_args(["run"]))
+    for dest, value in vars(args).items():
+        if dest not in RESUME_OPTIONS and value != defaults.get(dest):
+            return "--set" if dest == "overrides" else "--" + dest.replace("_", "-")
+    return None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.resume is not None:
+        conflict = resume_conflict(args)
+        if conflict:
+            raise LaunchError(f"--resume takes the run's options from {args.resume / 'config.json'}; drop {conflict}")
+        launch = Launch(resume_config(args.resume, progress=not args.no_progress, restart=args.restart,
+                                      max_restarts=args.max_restarts), resume=True)
+        return _finish(launch)
     cfg = RunConfig(task=args.task, algo=args.algo, topology=args.topology, kappa=args.kappa, steps=args.steps,
                     envs=args.envs, seed=args.seed, run_dir=args.run_dir, overrides=args.overrides,
                     deadline_s=args.deadline, checkpoint_every=args.checkpoint_every, progress=not args.no_progress,
                     inprocess=args.inprocess, restart=args.restart, max_restarts=args.max_restarts,
                     curve=args.curve, **comm_options(args))
-    launch = Launch(cfg)
+    return _finish(Launch(cfg))
+
+
+def _finish(launch: Launch) -> int:
     code = launch.run()
     summary = launch.dir / "report" / "summary.md"
     print(f"run directory: {launch.dir}\nreport: {summary}")

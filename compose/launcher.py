@@ -8,6 +8,7 @@ grace period, SIGKILL) so agents can write their final checkpoint.
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import json
 import os
 import shlex
@@ -16,7 +17,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path, PurePath
 
 from topologies import TopologyError, diameter, resolve_topology, save_topology
@@ -257,7 +258,8 @@ def comm_args(cfg: RunConfig) -> list[str]:
     return out
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
+    """preexec_fn: the child gets SIGTERM when the thread that started it ends (even by SIGKILL)."""
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
@@ -267,22 +269,70 @@ def spawn(cmd: list[str], log_path: Path) -> subprocess.Popen:
     with open(log_path, "ab") as log:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
         return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                preexec_fn=_die_with_parent, env=env)
+                                preexec_fn=die_with_parent, env=env)
+
+
+def resume_config(run_dir: Path, progress: bool = True, restart: bool = False, max_restarts: int = 5) -> RunConfig:
+    """The RunConfig of the unfinished distributed run in ``run_dir`` (its config.json), for
+    `khop run --resume`; only the supervision and display options are the caller's. The topology
+    is the run's own topology.json (the graph it trained on, whatever file or generator made it)."""
+    path = Path(run_dir) / "config.json"
+    try:
+        recorded = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise LaunchError(f"{run_dir} holds no run to resume (no config.json)") from None
+    except ValueError:
+        raise LaunchError(f"{path} is not valid JSON; cannot resume") from None
+    try:
+        state = json.loads((Path(run_dir) / "run_status.json").read_text()).get("state")
+    except (OSError, ValueError):
+        state = None  # killed before it could say: exactly what --resume is for
+    if state == "finished":
+        raise LaunchError(f"{run_dir} is finished; nothing to resume")
+    if recorded.get("inprocess"):
+        raise LaunchError(f"{run_dir} ran --inprocess; --resume restarts agent processes from their checkpoints "
+                          "and the envserver from its clock, which an in-process run does not keep")
+    names = {f.name for f in fields(RunConfig)}
+    cfg = RunConfig(**{k: v for k, v in recorded.items() if k in names})
+    cfg.run_dir, cfg.topology = Path(run_dir), str(Path(run_dir) / "topology.json")
+    cfg.curve = Path(cfg.curve) if cfg.curve else None
+    cfg.progress, cfg.restart, cfg.max_restarts = progress, restart, max_restarts
+    return cfg
 
 
 class Launch:
-    """One local run: prepare the directory, spawn, watch, stop, report."""
+    """One local run: prepare the directory, spawn, watch, stop, report.
 
-    def __init__(self, cfg: RunConfig) -> None:
+    ``resume``: start the processes of an unfinished run (``resume_config``) again in its own
+    directory: the agents load their newest checkpoints and the envserver continues from
+    ``envserver/clock``, exactly as after a supervised restart ("Fault tolerance"), so the step
+    budget is honoured; config.json is kept and ``events.jsonl`` gets a ``run_resumed`` row.
+    Either way :meth:`run` holds an exclusive lock (flock) on the run directory while it runs, so a
+    run directory never has two launchers."""
+
+    def __init__(self, cfg: RunConfig, resume: bool = False) -> None:
         self.cfg = cfg
+        self.resume = resume
         self.spec, self.graph = validate(cfg)
         stamp = time.strftime("%Y%m%d-%H%M%S")
         self.dir = cfg.run_dir or Path("runs") / f"{cfg.task}-{cfg.algo}-k{cfg.kappa}-s{cfg.seed}-{stamp}"
-        if (self.dir / "config.json").exists():
-            raise LaunchError(f"run directory {self.dir} already holds a run; choose another --run-dir")
+        if (self.dir / "config.json").exists() and not resume:
+            raise LaunchError(f"run directory {self.dir} already holds a run; choose another --run-dir "
+                              "(or continue it with --resume)")
         self.procs: dict[str, subprocess.Popen] = {}
         self.interrupted = False
         self._told_to_stop = False
+        self._lock: int | None = None
+
+    def _take_lock(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise LaunchError(f"run directory {self.dir} is in use by another khop run") from None
+        self._lock = fd
 
     def prepare(self) -> Path:
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -291,7 +341,19 @@ class Launch:
         for node in self.graph.nodes:
             self.graph.nodes[node]["address"] = f"tcp://127.0.0.1:{ports[1 + node]}"
         self.topology_file = self.dir / "topology.json"
-        save_topology(self.graph, self.topology_file)
+        save_topology(self.graph, self.topology_file)  # fresh ports: the old ones may be taken by now
+        if self.resume:
+            from envserver.clock import read_clock
+            from envserver.jsonl import JsonlWriter
+
+            try:
+                clock = read_clock(self.dir / "envserver" / "clock")
+            except ValueError as err:
+                raise LaunchError(str(err)) from None
+            with JsonlWriter(self.dir / "events.jsonl") as events:
+                events.write({"time": time.time(), "event": "run_resumed", "process": "launcher",
+                              "env_step": clock.env_step if clock else 0, "command": shlex.join(sys.argv)})
+            return self.dir
         config = run_record(self.cfg, self.spec, self.graph, self.dir)
         config["comm_plan"] = comm_plan(self.cfg, self.spec, self.graph).describe()
         (self.dir / "config.json").write_text(json.dumps(config, indent=1))
@@ -376,11 +438,14 @@ class Launch:
             state = {0: "finished", 130: "interrupted"}.get(code, "failed")
             return code
         finally:
-            if (self.dir / "config.json").exists():
-                (self.dir / "run_status.json").write_text(json.dumps(
-                    {"state": state, "exit_code": code, "time": time.time()}))
+            if self._lock is not None:  # this launcher's run: record how it ended, then let go
+                if (self.dir / "config.json").exists():
+                    (self.dir / "run_status.json").write_text(json.dumps(
+                        {"state": state, "exit_code": code, "time": time.time()}))
+                os.close(self._lock)
 
     def _run(self) -> int:
+        self._take_lock()  # before anything in the directory changes
         self.prepare()
         previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
 

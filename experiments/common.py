@@ -1,10 +1,14 @@
-"""Shared plumbing for the reproduction scripts: run `khop run --inprocess` for a grid of
-(algorithm, seed, override) cells, read the run directories back, bin learning curves across
-seeds, and write figures / Markdown / CSV tables into experiments/results/.
+"""Shared plumbing for the reproduction scripts: run `khop run --inprocess` (or, for
+``Cell.distributed``, `khop run` with one process per agent) for a grid of (algorithm, seed,
+override) cells, read the run directories back, bin learning curves across seeds, and write
+figures / Markdown / CSV tables into experiments/results/.
 
-Runs are cached: a cell whose run directory already holds a finished run (a report) is read back,
-not rerun, so a figure that combines earlier cells (Fig. 8 reuses Fig. 1a's runs) costs only the
-new ones. Pass ``--fresh`` to a script to rerun everything.
+Runs are cached: a cell whose run directory holds a finished run (run_status.json "finished" and a
+report) is read back, not rerun, so a figure that combines earlier cells (Fig. 8 reuses Fig. 1a's
+runs) costs only the new ones. A cell killed before it finished (the script interrupted, the
+session ended) is continued where its checkpoints left it when it is distributed (`khop run
+--resume`), and started over when it ran in-process (nothing there to resume from). Pass
+``--fresh`` to a script to rerun everything.
 """
 from __future__ import annotations
 
@@ -59,6 +63,7 @@ class Cell:
     overrides: list[str] = field(default_factory=list)
     label: str = ""  # what the cell stands for in a figure (default: algo)
     kappa: int = 1
+    distributed: bool = False  # `khop run` with real agent processes instead of --inprocess
 
     @property
     def name(self) -> str:
@@ -70,56 +75,104 @@ class Cell:
         return RUNS / group / self.name
 
     def command(self, group: str) -> list[str]:
-        # = `khop run --inprocess --no-progress ...`, through the library API (experiments/run_cell.py)
-        cmd = [sys.executable, "-m", "experiments.run_cell", "--task", self.task,
-               "--algo", self.algo, "--seed", str(self.seed), "--steps", str(self.steps), "--envs", str(self.envs),
-               "--kappa", str(self.kappa), "--run-dir", str(self.run_dir(group))]
+        d = str(self.run_dir(group))
+        if self.distributed:  # the product: `khop run`, an envserver and one agentd process per agent
+            cmd = [sys.executable, "-m", "compose.cli", "run", "--no-progress", "--task", self.task,
+                   "--algo", self.algo, "--seed", str(self.seed), "--steps", str(self.steps), "--envs",
+                   str(self.envs), "--kappa", str(self.kappa), "--run-dir", d]
+        else:  # = `khop run --inprocess --no-progress ...`, through the library API (experiments/run_cell.py)
+            cmd = [sys.executable, "-m", "experiments.run_cell", "--task", self.task,
+                   "--algo", self.algo, "--seed", str(self.seed), "--steps", str(self.steps), "--envs", str(self.envs),
+                   "--kappa", str(self.kappa), "--run-dir", d]
         for o in self.overrides:
             cmd += ["--set", o]
         return cmd
 
+    def resume_command(self, group: str) -> list[str]:
+        """`khop run --resume`: the killed run's processes again, from their checkpoints and clock."""
+        return [sys.executable, "-m", "compose.cli", "run", "--no-progress", "--resume", str(self.run_dir(group))]
+
 
 def finished(run_dir: Path) -> bool:
-    return (run_dir / "report" / "summary.md").exists() and (run_dir / "envserver" / "episodes.jsonl").exists()
+    """A complete run: run_status.json says finished (an interrupted run also writes a report);
+    directories from before run_status.json existed count by their report alone."""
+    if not ((run_dir / "report" / "summary.md").exists() and (run_dir / "envserver" / "episodes.jsonl").exists()):
+        return False
+    try:
+        return json.loads((run_dir / "run_status.json").read_text()).get("state") == "finished"
+    except FileNotFoundError:
+        return True
+    except ValueError:
+        return False
+
+
+def cell_plan(cell: Cell, group: str) -> str:
+    """What a cell needs: "cached" (finished), "resume" (a distributed run that was cut short and
+    left its config.json, checkpoints and clock) or "fresh" (absent, or nothing worth resuming)."""
+    d = cell.run_dir(group)
+    if finished(d):
+        return "cached"
+    if cell.distributed and (d / "config.json").exists():
+        return "resume"
+    return "fresh"
 
 
 def run_cells(cells: list[Cell], group: str, workers: int = 2, fresh: bool = False) -> dict[str, float]:
-    """Run every unfinished cell (``workers`` at a time); return wall seconds per cell run now."""
-    todo = []
+    """Run every unfinished cell (``workers`` at a time); return wall seconds per cell run now.
+    Each `khop run` dies with this script (SIGTERM: it stops its agents, which checkpoint), so a
+    killed script leaves resumable cells, never a run still writing into its directory."""
+    from compose.launcher import die_with_parent
+
+    todo: list[tuple[Cell, str]] = []
     for c in cells:
         d = c.run_dir(group)
         if fresh and d.exists():
             shutil.rmtree(d)
-        if finished(d):
+        plan = cell_plan(c, group)
+        if plan == "cached":
             continue
-        if d.exists():  # a killed earlier attempt: start over
+        if plan == "fresh" and d.exists():  # a killed in-process attempt, or one killed before it began
             shutil.rmtree(d)
-        todo.append(c)
+        todo.append((c, plan))
     times: dict[str, float] = {}
+    failed: list[str] = []
 
-    def one(c: Cell) -> None:
+    def one(job: tuple[Cell, str]) -> None:
+        c, plan = job
         t0 = time.monotonic()
         env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-        res = subprocess.run(c.command(group), cwd=ROOT, capture_output=True, text=True, env=env, check=False)
+        cmd = c.resume_command(group) if plan == "resume" else c.command(group)
+        # a file, not a pipe: a run told to stop because this script died must still be able to
+        # write its last lines (into a pipe nobody reads it would fail on EPIPE, not stop cleanly)
+        log_path = RUNS / group / "logs" / f"{c.name}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "a") as log:
+            log.write(f"$ {' '.join(cmd)}\n")
+            log.flush()
+            code = subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                  env=env, check=False, preexec_fn=die_with_parent).returncode
         times[c.name] = time.monotonic() - t0
-        status = "ok" if res.returncode == 0 else f"FAILED rc={res.returncode}"
-        print(f"  {c.name}: {status} in {times[c.name]:.0f}s", flush=True)
-        if res.returncode != 0:
-            raise RuntimeError(f"{c.name} failed:\n{res.stdout[-2000:]}\n{res.stderr[-2000:]}")
+        status = "ok" if code == 0 else f"FAILED rc={code}"
+        print(f"  {c.name}{' (resumed)' if plan == 'resume' else ''}: {status} in {times[c.name]:.0f}s", flush=True)
+        if code != 0:
+            failed.append(f"{c.name} (rc {code}), see {log_path}:\n{log_path.read_text()[-2000:]}")
 
-    print(f"{len(cells) - len(todo)} cached, {len(todo)} to run ({workers} at a time)", flush=True)
+    n_resume = sum(plan == "resume" for _, plan in todo)
+    print(f"{len(cells) - len(todo)} cached, {len(todo)} to run ({n_resume} resumed; {workers} at a time)", flush=True)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         list(pool.map(one, todo))
+    if failed:
+        raise RuntimeError(f"{len(failed)} cell(s) failed: " + "\n".join(failed))
     return times
 
 
-def episode_curve(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(env_step, episode_return) of every finished episode, in order."""
+def episode_curve(run_dir: Path, key: str = "episode_return") -> tuple[np.ndarray, np.ndarray]:
+    """(env_step, ``key``) of every finished episode, in order (``key``: episode_return, episode_cost)."""
     from compose.report import load_episodes
 
     rows = load_episodes(run_dir)
     return (np.array([r["env_step"] for r in rows], dtype=np.float64),
-            np.array([r["episode_return"] for r in rows], dtype=np.float64))
+            np.array([r[key] for r in rows], dtype=np.float64))
 
 
 def binned(steps: np.ndarray, values: np.ndarray, edges: np.ndarray) -> np.ndarray:

@@ -49,3 +49,37 @@ def test_bad_arguments_exit_non_zero_with_one_line(tmp_path, args, message):
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], res.stderr
     assert not (tmp_path / "r").exists()
+
+
+def _recorded_run(run_dir, **fields) -> None:
+    """config.json and run_status.json as a run leaves them (enough for --resume's checks)."""
+    import json
+
+    run_dir.mkdir()
+    (run_dir / "config.json").write_text(json.dumps({"task": "coop-game", "algo": "dpo", "kappa": 1, **fields}))
+
+
+@pytest.mark.parametrize("setup, extra, message", [
+    (None, [], "holds no run to resume (no config.json)"),
+    ({"inprocess": False}, ["--task", "coop-game-joint"], "--resume takes the run's options from"),
+    ({"inprocess": False}, ["--set", "rollout_len=8"], "; drop --set"),
+    ({"inprocess": True}, [], "ran --inprocess; --resume restarts agent processes"),
+    ({"inprocess": False, "finished": True}, [], "is finished; nothing to resume"),
+])
+def test_resume_refuses_what_it_cannot_continue(tmp_path, setup, extra, message):
+    run_dir = tmp_path / "r"
+    if setup is not None:
+        done = setup.pop("finished", False)
+        _recorded_run(run_dir, **setup)
+        if done:
+            (run_dir / "run_status.json").write_text('{"state": "finished", "exit_code": 0}')
+    res = khop("run", "--resume", str(run_dir), *extra)
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and len(lines) == 1 and message in lines[0], res.stderr
+    assert not (run_dir / "events.jsonl").exists()  # nothing started, nothing recorded
+
+
+def test_an_existing_run_directory_names_resume(tmp_path):
+    _recorded_run(tmp_path / "r")
+    res = khop("run", "--run-dir", str(tmp_path / "r"))
+    assert res.returncode == 2 and "already holds a run" in res.stderr and "--resume" in res.stderr

@@ -1,13 +1,16 @@
 """Faults with real processes: a paused agent comes back and stays, its neighbours keep their step;
-supervised restarts (`khop run --restart`) of killed agents and of the envserver lose nothing."""
+supervised restarts (`khop run --restart`) of killed agents and of the envserver lose nothing; a
+killed run continues in its directory (`khop run --resume`)."""
 import json
 import os
 import random
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 import torch
 from test_e2e import children_by_role, khop_run, wait_started
@@ -173,3 +176,55 @@ def test_envserver_killed_and_restarted_agents_carry_on(tmp_path):
         assert [r["update"] for r in metrics] == list(range(1, len(metrics) + 1))
         assert len([r for r in metrics if r["time"] > killed_at]) >= 3, f"agent {a} stopped training"
         assert "rejoined a restarted envserver" in (run_dir / f"agent-{a}" / "log.txt").read_text()
+
+
+def test_a_killed_run_resumes_in_its_directory_from_checkpoints_and_clock(tmp_path):
+    """SIGKILL the launcher and every process of a run at once (a session that ends), then
+    `khop run --resume DIR`: the agents load their newest checkpoints and train on from their update
+    count, the envserver continues its step counter, so the run ends at --steps (not --steps more),
+    episodes keep their order, and the run is recorded finished; a second --resume is refused."""
+    run_dir, steps = tmp_path / "run", 6000
+    proc = khop_run(run_dir, "--task", "coop-game", "--steps", str(steps), "--envs", "4", "--deadline", "10",
+                    "--checkpoint-every", "2", "--set", "rollout_len=16", "--set", "keep_checkpoints=1000")
+    try:
+        wait_started(run_dir, proc)
+        wait_for("a checkpoint of every agent",
+                 lambda: all(list((run_dir / f"agent-{a}" / "checkpoints").glob("ckpt-*.pt")) for a in range(6)),
+                 300, proc)
+        everyone = [psutil.Process(proc.pid), *children_by_role(proc).values()]
+        for p in everyone:
+            p.send_signal(signal.SIGKILL)
+        psutil.wait_procs(everyone, timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    killed_at = time.time()
+    assert not (run_dir / "run_status.json").exists()  # nobody lived to say how it ended
+    before = {a: metric_rows(run_dir, a) for a in range(6)}
+    clock_step = int((run_dir / "envserver" / "clock").read_text().split()[1])
+    assert 0 < clock_step < steps
+
+    res = subprocess.run([sys.executable, "-m", "compose.cli", "run", "--resume", str(run_dir), "--no-progress"],
+                         capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    assert json.loads((run_dir / "run_status.json").read_text())["state"] == "finished"
+    (resumed,) = [e for e in launcher_events(run_dir) if e["event"] == "run_resumed"]
+    assert resumed["env_step"] == clock_step
+    starts = [e for e in events(run_dir) if e["event"] == "server_start"]
+    assert len(starts) == 2 and starts[1]["env_step"] == clock_step and "resumed" in starts[1]["detail"]
+    status = json.loads((run_dir / "envserver" / "status.json").read_text())
+    assert status["env_step"] == steps and status["done"]
+    episode_steps = [r["env_step"] for r in rows(run_dir / "envserver" / "episodes.jsonl")]
+    assert episode_steps == sorted(episode_steps) and episode_steps[-1] > clock_step
+    for a in range(6):
+        (resume,) = rows(run_dir / f"agent-{a}" / "resume.jsonl")
+        ckpt = run_dir / f"agent-{a}" / "checkpoints" / resume["checkpoint"]
+        saved = torch.load(ckpt, map_location="cpu", weights_only=True)
+        assert resume["modules_sha256"] == state_digest(saved["modules"]), "weights after load != checkpoint"
+        assert 0 < resume["update"] <= before[a][-1]["update"]
+        after = [r for r in metric_rows(run_dir, a) if r["time"] > killed_at]
+        assert [r["update"] for r in after] == list(range(resume["update"] + 1, resume["update"] + 1 + len(after)))
+        assert len(after) >= 3, f"agent {a} hardly trained after the resume"
+    again = subprocess.run([sys.executable, "-m", "compose.cli", "run", "--resume", str(run_dir)],
+                           capture_output=True, text=True, timeout=60)
+    assert again.returncode == 2 and "is finished; nothing to resume" in again.stderr
