@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "experiments" / "results"
 RUNS = ROOT / "runs" / "experiments"  # runs/ is git-ignored
+RECORDS = RESULTS / "cells"  # committed: one small JSON per finished cell (cell_record)
 
 # two-sided 95% Student-t quantiles by degrees of freedom (scipy is not a dependency)
 _T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
@@ -106,28 +108,58 @@ def finished(run_dir: Path) -> bool:
         return False
 
 
-def cell_plan(cell: Cell, group: str) -> str:
-    """What a cell needs: "cached" (finished), "resume" (a distributed run that was cut short and
-    left its config.json, checkpoints and clock) or "fresh" (absent, or nothing worth resuming)."""
+def record_path(cell: Cell, group: str) -> Path:
+    """Where a finished cell's committed summary lives: experiments/results/cells/<group>/<name>.json."""
+    return RECORDS / group / f"{cell.name}.json"
+
+
+def cell_record(cell: Cell, group: str, make: Callable[[Path], dict]) -> dict | None:
+    """The summary an experiment needs of one finished cell: read back from its committed record,
+    or made from its run directory by ``make`` and written as that record; None while the cell has
+    not finished. Run directories (runs/, not committed) do not outlive a session's work tree; the
+    records do, so a finished cell is never rerun by a later session."""
+    path = record_path(cell, group)
+    if path.exists():
+        return json.loads(path.read_text())
     d = cell.run_dir(group)
-    if finished(d):
+    if not finished(d):
+        return None
+    record = make(d)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, separators=(",", ":")))
+    return record
+
+
+def rounded(x: np.ndarray, digits: int = 4) -> list[float]:
+    """An array as a JSON list, rounded (cell records stay small)."""
+    return [round(float(v), digits) for v in x]
+
+
+def cell_plan(cell: Cell, group: str) -> str:
+    """What a cell needs: "cached" (finished, or recorded), "resume" (a distributed run that was cut
+    short and left its config.json, checkpoints and clock) or "fresh" (absent, or nothing worth resuming)."""
+    d = cell.run_dir(group)
+    if finished(d) or record_path(cell, group).exists():
         return "cached"
     if cell.distributed and (d / "config.json").exists():
         return "resume"
     return "fresh"
 
 
-def run_cells(cells: list[Cell], group: str, workers: int = 2, fresh: bool = False) -> dict[str, float]:
+def run_cells(cells: list[Cell], group: str, workers: int = 2, fresh: bool = False,
+              record: Callable[[Path], dict] | None = None) -> dict[str, float]:
     """Run every unfinished cell (``workers`` at a time); return wall seconds per cell run now.
     Each `khop run` dies with this script (SIGTERM: it stops its agents, which checkpoint), so a
-    killed script leaves resumable cells, never a run still writing into its directory."""
+    killed script leaves resumable cells, never a run still writing into its directory. With
+    ``record``, each cell's record (:func:`cell_record`) is written as soon as it finishes."""
     from compose.launcher import die_with_parent
 
     todo: list[tuple[Cell, str]] = []
     for c in cells:
         d = c.run_dir(group)
-        if fresh and d.exists():
-            shutil.rmtree(d)
+        if fresh:
+            shutil.rmtree(d, ignore_errors=True)
+            record_path(c, group).unlink(missing_ok=True)
         plan = cell_plan(c, group)
         if plan == "cached":
             continue
@@ -156,6 +188,8 @@ def run_cells(cells: list[Cell], group: str, workers: int = 2, fresh: bool = Fal
         print(f"  {c.name}{' (resumed)' if plan == 'resume' else ''}: {status} in {times[c.name]:.0f}s", flush=True)
         if code != 0:
             failed.append(f"{c.name} (rc {code}), see {log_path}:\n{log_path.read_text()[-2000:]}")
+        elif record is not None:
+            cell_record(c, group, record)
 
     n_resume = sum(plan == "resume" for _, plan in todo)
     print(f"{len(cells) - len(todo)} cached, {len(todo)} to run ({n_resume} resumed; {workers} at a time)", flush=True)

@@ -32,11 +32,13 @@ from experiments.common import (
     available_algos,
     beta_at_floor,
     binned,
+    cell_record,
     ci95,
     episode_curve,
     figure,
     final_return,
     learned_policy_table,
+    rounded,
     run_cells,
     write_table,
 )
@@ -82,26 +84,39 @@ def exact_learned_return(run_dir: Path) -> tuple[float, float]:
     return g.evaluate(pol), g.evaluate(greedy)
 
 
+def run_record(run_dir: Path) -> dict:
+    """What the tables and figures need of one finished run (committed as its cell record)."""
+    x, y = episode_curve(run_dir)
+    try:
+        j, jg = exact_learned_return(run_dir)
+    except Exception as err:  # noqa: BLE001 - a learner whose policy we cannot read: say so, go on
+        print(f"  exact J unavailable for {run_dir.name}: {err}")
+        j = jg = float("nan")
+    def finite(v: float) -> float | None:
+        return float(v) if np.isfinite(v) else None
+
+    return {"steps": rounded(x, 0), "returns": rounded(y), "final": finite(final_return(run_dir)),
+            "exact": finite(j), "greedy": finite(jg), "beta_floor": beta_at_floor(run_dir),
+            "code_version": json.loads((run_dir / "config.json").read_text()).get("code_version", "")}
+
+
 def summarise(cells: list[Cell], group: str, bins: int = 25) -> dict:
-    """Per label: binned mean curve, CI, final returns and exact J per seed."""
+    """Per label: binned mean curve, CI, final returns and exact J per seed (from the cell records)."""
     out: dict[str, dict] = {}
     steps = max(c.steps for c in cells)
     edges = np.linspace(0, steps, bins + 1)
     for c in cells:
-        d = c.run_dir(group)
-        x, y = episode_curve(d)
+        r = cell_record(c, group, run_record)
+        if r is None:
+            print(f"  not finished, left out: {c.name}")
+            continue
         rec = out.setdefault(c.label or c.algo, {"curves": [], "final": [], "exact": [], "greedy": [], "seeds": [],
                                                  "cells": [], "beta_floor": []})
-        rec["beta_floor"].append(beta_at_floor(d))
-        rec["curves"].append(binned(x, y, edges))
-        rec["final"].append(final_return(d))
-        try:
-            j, jg = exact_learned_return(d)
-        except Exception as err:  # noqa: BLE001 - a learner whose policy we cannot read: say so, go on
-            print(f"  exact J unavailable for {c.name}: {err}")
-            j = jg = float("nan")
-        rec["exact"].append(j)
-        rec["greedy"].append(jg)
+        rec["beta_floor"].append(r["beta_floor"])
+        rec["curves"].append(binned(np.array(r["steps"]), np.array(r["returns"]), edges))
+        rec["final"].append(float("nan") if r["final"] is None else r["final"])
+        rec["exact"].append(float("nan") if r["exact"] is None else r["exact"])
+        rec["greedy"].append(float("nan") if r["greedy"] is None else r["greedy"])
         rec["seeds"].append(c.seed)
         rec["cells"].append(c)
     for rec in out.values():
@@ -197,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"not registered (skipped): {', '.join(missing)}")
     cells = [Cell(args.task, a, s, args.steps, args.envs) for a in algos for s in range(args.seeds)]
     t0 = time.monotonic()
-    run_cells(cells, args.task, args.workers, args.fresh)  # runs/experiments/<task>/: one folder per game
+    run_cells(cells, args.task, args.workers, args.fresh, record=run_record)  # runs/experiments/<task>/ per game
     ref = game_reference(args.task)
     summary = summarise(cells, args.task)
     RESULTS.mkdir(parents=True, exist_ok=True)

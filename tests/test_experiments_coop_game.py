@@ -2,6 +2,7 @@
 a tiny budget, results named by task and scored against that task's own optimum, and a second
 invocation that reads the finished cells back instead of rerunning them."""
 import json
+import shutil
 
 import pytest
 
@@ -15,6 +16,7 @@ TINY = ["--task", "coop-game-joint", "--seeds", "1", "--steps", "1600", "--envs"
 def sandbox(tmp_path, monkeypatch):
     """Runs and results go under tmp_path instead of the checkout's runs/ and experiments/results/."""
     monkeypatch.setattr(common, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(common, "RECORDS", tmp_path / "records")
     monkeypatch.setattr(coop_game_algos, "RESULTS", tmp_path / "results")
     return tmp_path
 
@@ -39,6 +41,15 @@ def test_algos_script_on_the_joint_game_is_tagged_by_task_and_resumes(sandbox, c
     assert coop_game_algos.main(args) == 0  # the finished cell is read back, not rerun
     assert "1 cached, 0 to run" in capsys.readouterr().out
     assert (run_dir / "envserver" / "episodes.jsonl").read_text() == episodes
+
+    # a later session's fresh work tree has no runs/, only the committed cell record: still not rerun
+    record = sandbox / "records" / "coop-game-joint" / "coop-game-joint-ippo-n1600-e16-s0.json"
+    assert json.loads(record.read_text())["exact"] == pytest.approx(exact)
+    shutil.rmtree(sandbox / "runs")
+    table = (results / "coop_game_joint_smoke.csv").read_text()
+    assert coop_game_algos.main(args) == 0
+    assert "1 cached, 0 to run" in capsys.readouterr().out and not run_dir.exists()
+    assert (results / "coop_game_joint_smoke.csv").read_text() == table
 
 
 def test_dtarget_script_on_the_joint_game_writes_its_own_files(sandbox):
