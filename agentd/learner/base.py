@@ -382,7 +382,7 @@ class Learner:
         pl, extra = self.policy_loss(ratio, logp, mb.logp_old, mb.adv, kl_s, mb.cost_adv)
         self.actor_opt.zero_grad()
         (pl - self.entropy_weight * entropy).backward()
-        grad_norm = nn.utils.clip_grad_norm_(self.actor.parameters(), cfg.max_grad_norm)
+        grad_norm = self.actor_opt.clip_grad_norm_(cfg.max_grad_norm)
         self.actor_opt.step()
         with torch.no_grad():
             clip_frac = float(((ratio - 1.0).abs() > cfg.clip).float().mean())
@@ -395,7 +395,7 @@ class Learner:
         value_loss = 0.5 * (self.critic(mb.cin) - mb.ret).square().mean()
         self.critic_opt.zero_grad()
         value_loss.backward()
-        nn.utils.clip_grad_norm_(self.critic.parameters(), cfg.max_grad_norm)
+        self.critic_opt.clip_grad_norm_(cfg.max_grad_norm)
         self.critic_opt.step()
         out = {"value_loss": value_loss.item()}
         if self.n_costs:
@@ -404,7 +404,7 @@ class Learner:
             cost_loss = 0.5 * (pred - mb.cost_ret).square().mean(0).sum()
             self.cost_opt.zero_grad()
             cost_loss.backward()
-            nn.utils.clip_grad_norm_(self.cost_critics.parameters(), cfg.max_grad_norm)
+            self.cost_opt.clip_grad_norm_(cfg.max_grad_norm)
             self.cost_opt.step()
             out["cost_value_loss"] = cost_loss.item()
         return out
