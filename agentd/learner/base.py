@@ -329,16 +329,23 @@ class Learner:
             last_v = self.critic(last_in).numpy()
             last_cv = [c(last_in).numpy() for c in self.cost_critics]
         values, cost_values = self.rollout_values()
-        adv, ret = gae(b.rewards, values, b.dones, last_v, cfg.gamma, cfg.gae_lambda)
-        adv = standardise(adv.reshape(n))
+        m = self.n_costs
+        # reward (column 0) and every cost in one GAE pass over T (one Python loop, not 1 + m)
+        if m:
+            assert b.costs is not None
+            rewards = np.concatenate([b.rewards[..., None], b.costs[:, :, :m]], -1)
+            values = np.concatenate([values[..., None], cost_values], -1)
+            last_v = np.stack([last_v, *last_cv], -1)
+        all_adv, all_ret = gae(rewards if m else b.rewards, values, b.dones, last_v, cfg.gamma, cfg.gae_lambda)
+        adv_cols = np.ascontiguousarray(all_adv.reshape(n, -1).T)  # [1 + m, n]: each column contiguous
+        all_ret = all_ret.reshape(n, -1)
+        adv, ret = standardise(adv_cols[0]), np.ascontiguousarray(all_ret[:, 0])
         if token is not None:
             adv = adv * token
-        cost_adv = np.zeros((n, self.n_costs), dtype=np.float32)
-        cost_ret = np.zeros((n, self.n_costs), dtype=np.float32)
-        for u in range(self.n_costs):
-            assert b.costs is not None
-            ca, cr = gae(b.costs[:, :, u], cost_values[:, :, u], b.dones, last_cv[u], cfg.gamma, cfg.gae_lambda)
-            cost_adv[:, u], cost_ret[:, u] = ADV_NORMS[self.cost_adv_norm](ca.reshape(n)), cr.reshape(n)
+        cost_adv = np.zeros((n, m), dtype=np.float32)
+        for u in range(m):
+            cost_adv[:, u] = ADV_NORMS[self.cost_adv_norm](adv_cols[1 + u])
+        cost_ret = np.ascontiguousarray(all_ret[:, 1:])
         if self.n_costs:
             self.ep_cost_est = self.episode_costs.estimate(self.episode_length)
 
@@ -347,7 +354,7 @@ class Learner:
 
         return Batch(flat(b.critic_in if self.khop_actor else b.obs), flat(b.critic_in), flat(b.actions),
                      flat(b.logp), flat(b.params),
-                     torch.from_numpy(adv.astype(np.float32)), flat(ret),
+                     torch.from_numpy(adv.astype(np.float32)), torch.from_numpy(ret),
                      torch.from_numpy(cost_adv), torch.from_numpy(cost_ret))
 
     def _n_minibatches(self, n: int) -> int:
