@@ -36,8 +36,8 @@ class Adam:
     def clip_grad_norm_(self, max_norm: float) -> torch.Tensor:
         """``torch.nn.utils.clip_grad_norm_`` (2-norm) over this optimiser's parameters, by the same
         foreach calls it makes on CPU tensors, so the result is bitwise the same; without its
-        per-call parameter listing and device grouping (~15 % of a learner's Python time per
-        update, py-spy, bench/NOTES.md §5). Returns the total norm before clipping."""
+        per-call parameter listing and device grouping: clip + step 213 → 129 µs, ~1.6 % of an
+        update (bench/NOTES.md §5). Returns the total norm before clipping."""
         grads = [p.grad for p in self.params if p.grad is not None]
         if not grads:
             return torch.tensor(0.0)
