@@ -7,7 +7,7 @@ bench/results/ (``suite-<time>.json`` with every measurement, ``suite-<time>.md`
     python -m bench.suite --sections a,d --families halfcheetah --agents 6 --kappas 1 --envs 8,32
 
 Sections: (a) distributed vs in-process env steps/s (bench/grid.py), (b) training samples/s
-with updates (bench/training.py), (c) scaling on a ring up to 64 agents with RSS per agent
+with updates on the two velocity halfcheetahs (bench/training.py), (c) scaling on a ring up to 64 agents with RSS per agent
 process (bench/scaling.py), (d) wire bytes against the payload floor on safe-halfcheetah-6x1 for
 the κ ≥ 1 and E of (a) (bench/wire.py). Every run
 is a real `khop run` (compose/launcher.py); the 1-minute load average is recorded with each.
@@ -28,7 +28,7 @@ from compose.launcher import code_version
 from .grid import TASKS, run_grid
 from .scaling import run_scaling
 from .tables import GOALS, render
-from .training import run_training
+from .training import TRAIN_TASKS, run_training
 from .wire import run_wire
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -97,8 +97,10 @@ def main(argv: list[str] | None = None) -> int:
                 save()
         if "b" in sections:
             log("(b) training with updates")
-            out["b"] = run_training(2 if args.quick else 4, 1 if args.quick else 2, root, log)  # quick: one A B pair
-            save()
+            out["b"] = []
+            for task in TRAIN_TASKS:
+                out["b"].append(run_training(2 if args.quick else 4, 1 if args.quick else 2, root, log, task))  # quick: one A B pair
+                save()
         if "d" in sections:  # before (c): its largest ring is the longest run of the suite
             log("(d) wire bytes against the payload floor")
             out["d"] = []

@@ -238,6 +238,18 @@ def test_gae_hand_computed() -> None:
     np.testing.assert_allclose(ret, adv + v)
 
 
+
+def test_gae_columns_are_each_the_single_column_gae() -> None:
+    """_prepare runs reward and costs through one gae call; each column must be bitwise its own."""
+    rng = np.random.default_rng(1)
+    r, v = rng.standard_normal((2, 32, 5, 3)).astype(np.float32)
+    d, last = rng.random((32, 5)) < 0.1, rng.standard_normal((5, 3)).astype(np.float32)
+    adv, ret = gae(r, v, d, last, gamma=0.99, lam=0.95)
+    for k in range(3):
+        a1, r1 = gae(r[..., k], v[..., k], d, last[:, k], gamma=0.99, lam=0.95)
+        assert np.array_equal(adv[..., k], a1) and np.array_equal(ret[..., k], r1)
+
+
 # ------------------------------------------------------------------ checkpoints
 @pytest.mark.parametrize("algo,agent", [("dpo", CONTINUOUS), ("ippo", DISCRETE)])
 def test_checkpoint_round_trip_resumes_exactly(tmp_path: Path, algo: str, agent: AgentSpec) -> None:
@@ -292,6 +304,24 @@ def test_adam_matches_torch_optim() -> None:
     for pa, pb in zip(net_a.parameters(), net_b.parameters()):
         torch.testing.assert_close(pa, pb, rtol=1e-6, atol=1e-7)
 
+
+
+def test_adam_clip_is_torchs_clip_grad_norm() -> None:
+    """Adam.clip_grad_norm_ replaces torch.nn.utils.clip_grad_norm_ on the update path: same norm,
+    same clipped gradients, bit for bit, both when it clips and when it does not."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    ours = Adam(net.parameters(), lr=1e-2)
+    for scale, max_norm in ((100.0, 0.5), (1e-3, 10.0)):
+        net.zero_grad()
+        (scale * net(torch.randn(16, 4)).square().mean()).backward()
+        grads = [p.grad.clone() for p in net.parameters()]
+        ref_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), max_norm)
+        ref = [p.grad.clone() for p in net.parameters()]
+        for p, g in zip(net.parameters(), grads):
+            p.grad = g
+        assert torch.equal(ours.clip_grad_norm_(max_norm), ref_norm)
+        assert all(torch.equal(p.grad, g) for p, g in zip(net.parameters(), ref))
 
 def test_learner_never_imports_dynamo() -> None:
     """torch.optim's first use imports torch._dynamo + sympy (~1.2 s, ~70 MiB per agent)."""

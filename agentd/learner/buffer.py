@@ -51,10 +51,15 @@ def gae(rewards: np.ndarray, values: np.ndarray, dones: np.ndarray, last_value: 
     advantage of step t+1 leaks back across it. Truncation is treated as termination (as
     CleanRL does): the bootstrap V(s_T) of a time-limited episode is dropped, a small bias
     accepted because the auto-reset server does not send the final observation of an episode.
+
+    ``rewards``/``values`` may carry trailing columns (``[T, E, K]``, ``last_value [E, K]``: the
+    reward and every cost in one pass, base.Learner._prepare); ``dones [T, E]`` applies to all of
+    them. Each column gets exactly the element-wise arithmetic it would get alone.
     """
     t_len = rewards.shape[0]
+    dones = dones.reshape(dones.shape + (1,) * (values.ndim - dones.ndim))
     adv = np.zeros_like(values, dtype=np.float32)
-    next_adv = np.zeros(values.shape[1], dtype=np.float32)
+    next_adv = np.zeros(values.shape[1:], dtype=np.float32)
     next_value = last_value.astype(np.float32)
     for t in range(t_len - 1, -1, -1):
         live = 1.0 - dones[t].astype(np.float32)

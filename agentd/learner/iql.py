@@ -19,7 +19,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from torch import nn
 
 from .adam import Adam
 from .nets import MLP
@@ -74,7 +73,7 @@ class IQL(OffPolicyLearner):
         loss = (q - y).square().mean()
         self.q_opt.zero_grad()
         loss.backward()
-        grad_norm = nn.utils.clip_grad_norm_(self.q.parameters(), cfg.max_grad_norm)
+        grad_norm = self.q_opt.clip_grad_norm_(cfg.max_grad_norm)
         self.q_opt.step()
         if (self.grad_steps + 1) % cfg.target_update_every == 0:
             self.q_target.load_state_dict(self.q.state_dict())
