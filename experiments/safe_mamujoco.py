@@ -10,7 +10,8 @@ runs --inprocess. Runs go to runs/experiments/safe_mamujoco/<cell>/ (git-ignored
 ``--jobs`` at a time (default 1: one 2-agent run keeps three processes busy).
 
 Resumable at two levels (experiments/common.py): a finished cell (run_status.json "finished" and
-a report) is never rerun; a cell cut short — the script killed or interrupted, the session ended,
+a report) is never rerun, and it leaves a committed record under experiments/results/cells/ that a
+later session reads even when runs/ is gone; a cell cut short — the script killed or interrupted, the session ended,
 each `khop run` dying with the script — is continued by `khop run --resume`: its agents load their
 newest checkpoints (at most ``--checkpoint-every`` = 10 updates are trained again) and the envserver
 continues its step counter, so the budget is honoured. Rerun the same command to continue a sweep.
@@ -45,7 +46,9 @@ from experiments.common import (
     ci95,
     episode_curve,
     figure,
-    finished,
+    cell_record,
+    record_path,
+    rounded,
     run_cells,
     write_table,
 )
@@ -123,22 +126,32 @@ def run_stats(run_dir: Path, limit: float, frac: float = FINAL_FRAC) -> dict:
             "kappa": cfg["kappa"], "code_version": cfg.get("code_version", "")}
 
 
+def run_record(limit: float):
+    """The maker of a finished run's committed record: its episode curves and last-10 % stats."""
+    def make(run_dir: Path) -> dict:
+        x, ret = episode_curve(run_dir)
+        _, cost = episode_curve(run_dir, "episode_cost")
+        return {"steps": rounded(x, 0), "returns": rounded(ret, 3), "costs": rounded(cost, 3),
+                "stats": run_stats(run_dir, limit)}
+    return make
+
+
 def summarise(cells: list[Cell], limit: float, bins: int = 25) -> dict:
-    """Per algorithm, over its finished seeds: binned return and cost curves and the run stats."""
+    """Per algorithm, over its finished seeds (their cell records): binned return and cost curves
+    and the run stats."""
     steps = max(c.steps for c in cells)
     edges = np.linspace(0, steps, bins + 1)
     edges[-1] += 1  # the episodes that end with the budget (env_step == steps) belong to the last bin
     out: dict[str, dict] = {}
     for c in cells:
-        d = c.run_dir(GROUP)
-        if not finished(d):
+        r = cell_record(c, GROUP, run_record(limit))
+        if r is None:
             continue
         rec = out.setdefault(c.algo, {"ret": [], "cost": [], "stats": [], "seeds": []})
-        x, y = episode_curve(d)
-        rec["ret"].append(binned(x, y, edges))
-        x, y = episode_curve(d, "episode_cost")
-        rec["cost"].append(binned(x, y, edges))
-        rec["stats"].append(run_stats(d, limit))
+        x = np.array(r["steps"])
+        rec["ret"].append(binned(x, np.array(r["returns"]), edges))
+        rec["cost"].append(binned(x, np.array(r["costs"]), edges))
+        rec["stats"].append(r["stats"])
         rec["seeds"].append(c.seed)
     for rec in out.values():
         rec["ret"], rec["cost"] = np.array(rec["ret"]), np.array(rec["cost"])
@@ -233,7 +246,7 @@ def write_results(args: argparse.Namespace, cells: list[Cell], limit: float, wal
     summary = summarise(cells, limit)
     stem = RESULTS / (f"safe_mamujoco_{args.task.replace('-', '_')}" + (f"_{args.tag}" if args.tag else ""))
     stem.parent.mkdir(parents=True, exist_ok=True)
-    done = [c for c in cells if finished(c.run_dir(GROUP))]
+    done = [c for c in cells if record_path(c, GROUP).exists()]
     missing = [c.name for c in cells if c not in done]
     if summary["algos"]:
         plot(summary, limit, stem.with_suffix(".png"),
@@ -294,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     t0, failure = time.monotonic(), None
     if not args.report_only:
         try:
-            run_cells(cells, GROUP, args.jobs)
+            run_cells(cells, GROUP, args.jobs, record=run_record(limit))
         except RuntimeError as err:  # write what finished, then say what did not
             failure = err
     stem = write_results(args, cells, limit, None if args.report_only else time.monotonic() - t0)

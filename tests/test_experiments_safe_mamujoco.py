@@ -26,6 +26,7 @@ def _finished_files(run_dir, state: str) -> None:
 def sandbox(tmp_path, monkeypatch):
     """Runs and results go under tmp_path instead of the checkout's runs/ and experiments/results/."""
     monkeypatch.setattr(common, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(common, "RECORDS", tmp_path / "records")
     monkeypatch.setattr(safe_mamujoco, "RESULTS", tmp_path / "results")
     return tmp_path
 

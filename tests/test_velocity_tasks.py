@@ -72,6 +72,8 @@ def _readme_rows() -> dict[str, tuple[list[int], list[int], float]]:
     for line in (ROOT_DIR / "README.md").read_text(encoding="utf-8").splitlines():
         if re.match(r"\| `safe-velocity-[a-z0-9+-]+` \|", line):  # (not the family's row, `...-<robot>-<p>`)
             cells = [c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]]
+            if len(cells) != 6 or not re.fullmatch(r"\d+(, \d+)*", cells[2]):
+                continue  # the task's row in another table (README "Performance")
             rows[cells[0].strip("`")] = ([int(x) for x in cells[2].split(",")], [int(x) for x in cells[3].split(",")],
                                          float(cells[5]))
     return rows
