@@ -5,34 +5,24 @@ Per update, for agent i on its own rollout of N = T·E samples n (local state x_
 the largest entry of its own observation — the one-hot of the tabular tasks — and its action a_n),
 with k_n the number of steps since the start of the episode sample n belongs to:
 
-    w_n = γ^{k_n}  (``occupancy=discounted``, the default)   or   1  (``occupancy=stationary``)
-    λ̃_i(x, a) = Σ_n w_n·1[x_n = x, a_n = a] / ((1 − γ)·Σ_n w_n)    (line 4, eq. 20, normalised so
-                                                                     that (1 − γ)·Σ λ̃_i = 1)
+    λ̃_i(x, a) = Σ_τ Σ_k γ^k·1[x_k = x, a_k = a] / ((1 − γ)·Σ_τ Σ_k γ^k)   (line 4, eq. 20 over the
+                   episodes τ that ended since the last update, normalised so that (1 − γ)·Σ λ̃_i = 1;
+                   occupancy.py)
     r̃_i(x, a) = ∇_{λ_i} f_i(λ̃_i)(x, a)                             (line 4: the shadow reward)
     Q̃_i(s_n, a_n): the λ-return of r̃_i bootstrapped by the critic V_i(s_{N_i^κ})   (line 5, TD(λ) on
                    the κ-hop state the relay delivers; the critic is fitted to the same targets)
-    g̃_i = mean_n (w_n / mean w)·∇ log π_i(a_n | o_n)·std[(1/n)·Σ_{j ∈ N_i^κ} Q̃_j(s_n, a_n)]   (line 6, eq. 21)
+    g̃_i = mean_n γ^{k_n}·∇ log π_i(a_n | o_n)·std[(1/n)·Σ_{j ∈ N_i^κ} Q̃_j(s_n, a_n)]   (line 6, eq. 21)
     θ_i ← θ_i + Adam step on g̃_i                                                      (line 7)
 
-Why the weights: eq. 20 sums γ^k·e_i(s^k, a^k) over B whole trajectories from the start
-distribution ξ, so λ̃ estimates the *discounted* occupancy from ξ (eq. 4), and eq. 21 weights step
-k of each trajectory by γ^k (eq. 6's form of the policy gradient). A rollout here is a slice of
-consecutive lockstep samples, each env copy somewhere inside its episode; in a long run the ages
-k_n of an env copy spread evenly over its episodes, so Σ_n w_n·e_n / Σ_n w_n estimates eq. 20's
-expectation divided by its total mass Σ_{k<H} γ^k (eq. 20 itself sums to (1 − γ^H)/(1 − γ)).
-Without the weights (``stationary``) λ̃ is the time-average of the visits over the episode, and
-the learner maximises f of that instead — a different optimum whenever ξ is far from what the
-utility wants (experiments/results/shadow_pg_occupancy.md). The gradient's weights w_n / mean w
-are eq. 21's up to a positive factor per update.
-
-Episode starts. The agent does not observe k; each env copy's count is derived from the done flags
-it does see (:func:`episode_steps`) and carried from rollout to rollout. A fresh learner takes its
-first observation as an episode start (the envserver resets every copy before its first STEP). A
-restored one does not know where its env copies are: an agent restarted mid-run joins episodes
-already under way (README "Fault tolerance"), so after :meth:`load_state_dict` every copy counts
-from its first done on, and its samples before that weigh 0 (they still train the critic); the
-counts are therefore not saved in checkpoints. A rollout in which no copy has seen an episode
-start (right after a restore, with rollouts shorter than an episode) is weighted uniformly.
+Why γ^k: eq. 20 sums γ^k·e_i(s^k, a^k) over B whole trajectories from the start distribution ξ,
+so λ̃ estimates the *discounted* occupancy from ξ (eq. 4), and eq. 21 weights step k of each
+trajectory by γ^k (eq. 6's form of the policy gradient). The agent does not observe k: the
+tracker in occupancy.py derives it per env copy from the done flags and carries it from rollout
+to rollout (how it treats episodes whose start it did not see, e.g. after a restore, is
+documented there). ``occupancy=stationary`` is the earlier estimator: λ̃ the plain visit
+frequencies of the rollout and no γ^k in the gradient, so the learner maximises f of the time-average
+occupancy over the episode instead — a different optimum whenever ξ is far from what the utility
+wants (experiments/results/shadow_pg_occupancy.md).
 
 Utilities (``--set utility=…``): ``entropy`` f_i = −Σ_x d_i(x)·log d_i(x), d_i = (1−γ)·Σ_a λ_i
 (maximum-entropy exploration; d floored at ``occupancy_floor``); ``linear`` f_i = ⟨r, λ_i⟩ with r the
@@ -44,20 +34,21 @@ exchange → :meth:`update_from_q`). Where we chose, the paper being silent or t
 
 * the actor is the base's MLP on the agent's own observation (for a one-hot input that is a
   tabular softmax π_i(a | x), the κ = 0 member of the paper's localized policy class);
-* the samples are consecutive lockstep transitions, not B fresh trajectories, and λ̃ is normalised
-  by Σ_n w_n rather than by B (see above); ``occupancy=stationary`` drops the γ^k weights and with
-  them the discounted objective;
+* the samples are consecutive lockstep transitions, not B fresh trajectories: λ̃ pools the
+  episodes that ended since the last update (one that spans rollouts mixes the policies of the
+  updates it spans; when none ended, the previous λ̃ is kept), and the gradient's mean over N
+  samples at ages spread over the episode is eq. 21's (1/B)·Σ_τ Σ_k up to a positive factor;
 * the gradient uses the standardised Q-sum: subtracting a constant keeps eq. 21 unbiased because
-  E_{a∼π_i}[∇ log π_i(a | x)] = 0 in every state, whatever weight the state's sample carries, and
-  the division is a positive scale per update; one Adam step per update instead of eq. 22's plain
-  step; the critic takes ``epochs × minibatches`` steps;
+  E_{a∼π_i}[∇ log π_i(a | x)] = 0 in every state, whatever weight γ^k the state's sample carries,
+  and the division is a positive scale per update; one Adam step per update instead of eq. 22's
+  plain step; the critic takes ``epochs × minibatches`` steps on every sample, whatever its γ^k;
 * the TD key is the κ-hop state and the agent's own action; the neighbours' actions are not
   relayed (they are part of what the λ-return averages over);
-* a missed step makes AgentCore cut the trajectory with a done, so the count restarts at 0 there
+* a missed step makes AgentCore cut the trajectory with a done, so k restarts at 0 there
   although the env copy did not reset.
 
-Logs, besides the base keys: utility (f_i(λ̃_i) of this rollout), shadow_reward_mean, q_mean,
-occupancy_seen (share of the rollout's samples whose episode start this learner saw).
+Logs, besides the base keys: utility (f_i(λ̃_i) used in this update), shadow_reward_mean, q_mean,
+occupancy_episodes (episodes pooled into this update's λ̃; 0 = an earlier estimate was kept).
 """
 from __future__ import annotations
 
@@ -70,22 +61,7 @@ import torch
 from envserver.tasks.networked_mdp import entropy_utility
 
 from .base import Batch, Learner, standardise
-
-
-def episode_steps(start: np.ndarray, seen: np.ndarray,
-                  dones: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Steps since the episode's start k [T, E] and whether that start was seen [T, E] for every
-    sample of a rollout, from each env copy's count and flag at its first sample (``start``,
-    ``seen`` [E]) and the done flags [T, E] (done[t]: sample t was its episode's last); also the
-    count and flag for the sample after the rollout, to carry into the next one."""
-    k = np.empty(dones.shape, dtype=np.int64)
-    known = np.empty(dones.shape, dtype=bool)
-    k_t, seen_t = start.astype(np.int64), seen.astype(bool)
-    for t in range(dones.shape[0]):
-        k[t], known[t] = k_t, seen_t
-        k_t = np.where(dones[t], 0, k_t + 1)
-        seen_t = seen_t | dones[t]
-    return k, known, k_t, seen_t
+from .occupancy import EpisodeOccupancy
 
 
 class ShadowPG(Learner):
@@ -110,14 +86,16 @@ class ShadowPG(Learner):
     def _build(self) -> None:
         super()._build()
         self.target = self._target_occupancy()
-        # each env copy's steps since its episode's start, and whether that start was seen (module doc)
-        self.ep_step = np.zeros(self.n_envs, dtype=np.int64)
-        self.ep_seen = np.ones(self.n_envs, dtype=bool)
+        self.occ = (EpisodeOccupancy(self.n_envs, self.agent.obs_dim, self.agent.n_actions, self.cfg.gamma)
+                    if self.cfg.occupancy == "discounted" else None)
 
-    def _clear_pending(self) -> None:
-        """After a restore the env copies are inside episodes this learner did not see start."""
-        super()._clear_pending()
-        self.ep_seen[:] = False
+    def _extra_state(self) -> dict[str, Any]:
+        return {**super()._extra_state(), **({"occupancy": self.occ.state_dict()} if self.occ is not None else {})}
+
+    def _load_extra_state(self, d: dict[str, Any]) -> None:
+        super()._load_extra_state(d)
+        if self.occ is not None:  # a checkpoint from before the option holds no estimate
+            self.occ.load_state_dict(d.get("occupancy", {"last": None}))
 
     def _target_occupancy(self) -> np.ndarray:
         k = self.agent.obs_dim
@@ -132,24 +110,21 @@ class ShadowPG(Learner):
         return d / d.sum()
 
     # ------------------------------------------------------------------ the shadow reward
-    def sample_weights(self) -> tuple[np.ndarray, float]:
-        """w [T, E] of the rollout in the buffer (γ^k, 0 where the episode's start was not seen;
-        all 1 for ``occupancy=stationary`` or when no start was seen) and the share seen."""
-        k, known, _, _ = episode_steps(self.ep_step, self.ep_seen, self.buffer.dones)
-        if self.cfg.occupancy == "stationary" or not known.any():
-            return np.ones(k.shape), float(known.mean())
-        return np.where(known, self.cfg.gamma ** k, 0.0), float(known.mean())
-
-    def occupancy(self, w: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(λ̃_i [k_s, k_a], local states [T, E]) of the rollout in the buffer (eq. 20), its samples
-        weighted by ``w`` [T, E] (default: :meth:`sample_weights`)."""
+    def _occupancy(self, states: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(λ̃_i [k_s, k_a] (eq. 20), sample weights w [T, E]) of the rollout in the buffer: γ^k and
+        the tracker's estimate (occupancy.py), or 1 and the visit frequencies (``stationary``, and
+        the discounted learner's fallback when it holds no estimate yet)."""
         b = self.buffer
-        states = b.obs.argmax(axis=-1)
-        if w is None:
-            w, _ = self.sample_weights()
-        lam = np.zeros((self.agent.obs_dim, self.agent.n_actions))
-        np.add.at(lam, (states, b.actions), w)
-        return lam / (w.sum() * (1.0 - self.cfg.gamma)), states
+        if self.occ is None:
+            w, lam, self._episodes = np.ones(states.shape), None, 0
+        else:
+            w = self.occ.add(states, b.actions, b.dones)
+            self._episodes = self.occ.n_ended  # episodes in this estimate (0: an earlier one is kept)
+            lam = self.occ.estimate()
+        if lam is None:
+            lam = np.zeros((self.agent.obs_dim, self.agent.n_actions))
+            np.add.at(lam, (states, b.actions), 1.0 / (states.size * (1.0 - self.cfg.gamma)))
+        return lam, w
 
     def utility_and_grad(self, lam: np.ndarray) -> tuple[float, np.ndarray]:
         """f_i(λ̃_i) and ∇f_i [k_s, k_a] for the configured utility (``linear`` is handled by the caller)."""
@@ -164,13 +139,12 @@ class ShadowPG(Learner):
     def _prepare(self, last_critic_in: np.ndarray, token: np.ndarray | None) -> Batch:
         """GAE on the shadow reward instead of the task's: ret is then Q̃_i at every sample."""
         b = self.buffer
-        w, self._seen_share = self.sample_weights()
-        self._grad_weight = (w / w.mean()).reshape(-1)  # eq. 21's γ^k, up to a positive factor
+        states = b.obs.argmax(axis=-1)
+        self.lam, self.weights = self._occupancy(states)
         if self.cfg.utility == "linear":
             self._utility, shadow = float(b.rewards.mean()), b.rewards.copy()
         else:
-            lam, states = self.occupancy(w)
-            self._utility, grad = self.utility_and_grad(lam)
+            self._utility, grad = self.utility_and_grad(self.lam)
             shadow = grad[states, b.actions].astype(np.float32)
         task_rewards = b.rewards.copy()
         b.rewards[:] = shadow
@@ -196,12 +170,11 @@ class ShadowPG(Learner):
         if q_sum.shape != (len(batch),) or not np.isfinite(q_sum).all():
             raise ValueError(f"q_sum must be finite of shape ({len(batch)},), got {q_sum.shape}")
         q = q_sum / self.n_agents
-        batch.adv = torch.from_numpy((self._grad_weight * standardise(q)).astype(np.float32))
-        _, _, self.ep_step, self.ep_seen = episode_steps(self.ep_step, self.ep_seen, self.buffer.dones)
+        batch.adv = torch.from_numpy((self.weights.reshape(-1) * standardise(q)).astype(np.float32))
         metrics = self._learn(batch)
         del self._batch
         return {**metrics, "utility": self._utility, "shadow_reward_mean": self._shadow_mean, "q_mean": float(q.mean()),
-                "occupancy_seen": self._seen_share}
+                "occupancy_episodes": float(self._episodes)}
 
     def update(self, last_critic_in: np.ndarray, token: np.ndarray | None = None) -> dict[str, float]:
         """An update with this agent's own Q̃_i only (κ = 0); agents use :mod:`agentd.qvals` instead."""
