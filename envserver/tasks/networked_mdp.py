@@ -64,7 +64,7 @@ class NetworkedMDP:
     graph: nx.Graph | None = None  # default: a line of n_agents
     dirichlet: float = 0.5  # concentration of the random kernels (small: near-deterministic rows)
     own_kernel: np.ndarray | None = None  # optional K [n, k_s, k_a, k_s] replacing the random own kernels
-    start: np.ndarray | None = None  # ξ's local part [k_s]: each agent's state at reset is drawn from it; None = uniform
+    start: np.ndarray | None = None  # ξ's local part [k_s]: every agent's reset state is drawn from it; None = uniform
     K: np.ndarray = field(init=False, repr=False)  # [n, k_s, k_a, k_s] own kernels
     G: np.ndarray = field(init=False, repr=False)  # [n, k_s, k_a, k_s] influence kernels (agent j's push)
     R: np.ndarray = field(init=False, repr=False)  # [n, k_s, k_a] local rewards of the linear task
