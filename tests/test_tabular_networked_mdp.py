@@ -122,3 +122,23 @@ def test_shadow_pg_estimates_match_the_exact_solver():
     lam = alg.occupancy(S, A)
     assert np.abs(lam - ev["lam_local"]).max() < 0.05 * ev["lam_local"].max()
     assert np.abs(alg.shadow_rewards(lam) - shadow).max() < 0.05 * np.abs(shadow).max()
+
+
+def test_start_distribution_in_the_task_and_the_solver():
+    """`networked-mdp-start0` resets every agent to local state 0, after each episode too, and the
+    exact solver's ξ is the product of the local start distributions."""
+    task = make_task("networked-mdp-start0", n_envs=8, seed=0)
+    assert task.spec.name == "networked-mdp-start0" and task.spec.n_agents == 8
+    obs = task.reset()
+    assert all((o[:, 0] == 1).all() for o in obs)
+    act = [np.ones(8, dtype=np.int64) for _ in range(task.mdp.n_agents)]
+    for _ in range(task.spec.episode_length - 1):
+        res = task.step(act)
+    assert not res.truncated.any() and task.state.any()  # the chain has moved away from state 0
+    res = task.step(act)
+    assert res.truncated.all() and all((o[:, 0] == 1).all() for o in res.obs)
+    mdp = NetworkedMDP(n_agents=3, game_seed=0, start=np.array([0.25, 0.75]))
+    xi = ExactSolver(mdp, gamma=0.8).xi
+    assert xi.sum() == pytest.approx(1.0) and xi[0] == pytest.approx(0.25 ** 3) and xi[-1] == pytest.approx(0.75 ** 3)
+    with pytest.raises(ValueError, match="start must be a distribution over the 2 local states"):
+        NetworkedMDP(n_agents=3, start=np.array([0.5, 0.6]))

@@ -112,6 +112,8 @@ class LearnerConfig:
     # (the task's reward), "target" (−Σ_x (d_i(x) − d*(x))², d* = utility_target)
     utility_target: str = ""  # "target": comma-separated d*(x) per local state, normalised; empty = uniform
     occupancy_floor: float = 1e-3  # entropy: d_i floored here so the shadow reward stays bounded (Assumption 2)
+    occupancy: str = "discounted"  # λ̃_i and the gradient weight samples by γ^k, k = steps since the episode's start
+    # (eq. 20, 21: the discounted occupancy from ξ); "stationary": unweighted, the rollout's visit frequencies
 
     # --- checkpoints ---
     keep_checkpoints: int = 3  # newest files kept in the checkpoint directory
@@ -147,10 +149,10 @@ class LearnerConfig:
             raise ValueError(f"nu_init must be <= nu_max, got {self.nu_init} > {self.nu_max}")
         if not 0.0 < self.occupancy_floor < 1.0:
             raise ValueError(f"occupancy_floor must be in (0, 1), got {self.occupancy_floor}")
-        choices = {"update_order": ("simultaneous", "sequential"), 
+        choices = {"update_order": ("simultaneous", "sequential"),
                    "lambda_optimizer": ("adam", "sgd"), "lagrangian_form": ("normalised", "plain", "eq21"),
                    "actor_input": ("local", "khop"), "preset": ("", *PRESETS),
-                   "utility": ("entropy", "linear", "target")}
+                   "utility": ("entropy", "linear", "target"), "occupancy": ("discounted", "stationary")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")

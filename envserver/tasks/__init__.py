@@ -21,6 +21,7 @@ _ENTRIES: dict[str, str] = {
     "networked-mdp": "networked_mdp:NetworkedMDPTask",  # scalable-general-utilities.md §2, spatial decay
     # the same MDP with 16/32/64 agents on a ring: the benchmark suite's scaling task (bench/scaling.py)
     **{f"networked-mdp-ring{n}": f"networked_mdp:NetworkedMDPRing{n}" for n in (16, 32, 64)},
+    "networked-mdp-start0": "networked_mdp:NetworkedMDPStart0",  # every agent starts in local state 0
     # --- end tabular games ---
     # --- MuJoCo tasks ---
     # safe-<robot>-<partition>[-local] and mamujoco-<robot>-<partition>, listed in mujoco_catalog

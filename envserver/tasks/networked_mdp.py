@@ -30,6 +30,7 @@ utility r(s, a) = (1/n)·Σ_i R[i, s_i, a_i] with R ~ U(0, 1).
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import networkx as nx
@@ -63,6 +64,7 @@ class NetworkedMDP:
     graph: nx.Graph | None = None  # default: a line of n_agents
     dirichlet: float = 0.5  # concentration of the random kernels (small: near-deterministic rows)
     own_kernel: np.ndarray | None = None  # optional K [n, k_s, k_a, k_s] replacing the random own kernels
+    start: np.ndarray | None = None  # ξ's local part [k_s]: every agent's reset state is drawn from it; None = uniform
     K: np.ndarray = field(init=False, repr=False)  # [n, k_s, k_a, k_s] own kernels
     G: np.ndarray = field(init=False, repr=False)  # [n, k_s, k_a, k_s] influence kernels (agent j's push)
     R: np.ndarray = field(init=False, repr=False)  # [n, k_s, k_a] local rewards of the linear task
@@ -96,6 +98,9 @@ class NetworkedMDP:
             self.K = K
         self.G = rng.dirichlet(np.full(ks, self.dirichlet), size=(n, ks, ka))
         self.R = rng.random((n, ks, ka))
+        self.start = np.full(ks, 1.0 / ks) if self.start is None else np.asarray(self.start, dtype=np.float64)
+        if self.start.shape != (ks,) or (self.start < 0).any() or not np.isclose(self.start.sum(), 1.0):
+            raise ValueError(f"start must be a distribution over the {ks} local states, got {self.start.tolist()}")
 
     @property
     def noise_weight(self) -> np.ndarray:
@@ -177,8 +182,8 @@ class ExactSolver:
     """Everything of §2–3 computed exactly by enumerating global states and actions.
 
     Indexing: global state s ∈ [0, k_s^n) and action a ∈ [0, k_a^n) in C order, agent 0 the most
-    significant digit; ``S_loc`` [S, n] and ``A_loc`` [A, n] decode them. ξ is uniform over
-    global states (every local state uniform and independent), matching the VecTask's reset.
+    significant digit; ``S_loc`` [S, n] and ``A_loc`` [A, n] decode them. ξ draws every local state
+    independently from ``mdp.start`` (uniform by default), matching the VecTask's reset.
     """
 
     def __init__(self, mdp: NetworkedMDP, gamma: float = 0.9, max_entries: int = 1 << 22) -> None:
@@ -191,7 +196,7 @@ class ExactSolver:
             raise ValueError(f"{self.S}x{self.A} global state-action pairs is too large for the exact solver")
         self.S_loc = np.stack(np.unravel_index(np.arange(self.S), (ks,) * n), axis=1)
         self.A_loc = np.stack(np.unravel_index(np.arange(self.A), (ka,) * n), axis=1)
-        self.xi = np.full(self.S, 1.0 / self.S)
+        self.xi = mdp.start[self.S_loc].prod(axis=1)
         self._chunk = max(1, max_entries // (self.A * self.S))
         # P_i(s'_i | s, a) for all (s, a): [S, A, n, k_s]
         s_rep = np.repeat(self.S_loc, self.A, axis=0)
@@ -360,7 +365,12 @@ class NetworkedMDPTask(VecTask):
         return [self._eye[self.state[:, i]] for i in range(self.mdp.n_agents)]
 
     def _fresh(self, k: int) -> np.ndarray:
-        return self.rng.integers(0, self.mdp.n_local_states, (k, self.mdp.n_agents))
+        """k rows of initial local states drawn from ξ; a uniform start keeps integers(), so the seeded
+        episodes of `networked-mdp` are the ones they were before ``start`` existed."""
+        m = self.mdp
+        if np.allclose(m.start, 1.0 / m.n_local_states):
+            return self.rng.integers(0, m.n_local_states, (k, m.n_agents))
+        return self.rng.choice(m.n_local_states, size=(k, m.n_agents), p=m.start)
 
     def reset(self) -> list[np.ndarray]:
         self.state = self._fresh(self.n_envs)
@@ -404,3 +414,18 @@ def ring_task(n: int) -> type[NetworkedMDPTask]:
 
 
 NetworkedMDPRing16, NetworkedMDPRing32, NetworkedMDPRing64 = (ring_task(n) for n in (16, 32, 64))
+
+
+class NetworkedMDPStart0(NetworkedMDPTask):
+    """`networked-mdp` with every agent starting each episode in local state 0: a start distribution
+    ξ far from the uniform one the entropy utility wants, so that the discounted occupancy from ξ
+    (eq. 4) and the episode's time-average have different optima (experiments/shadow_pg_occupancy.py)."""
+
+    spec = dataclasses.replace(NetworkedMDPTask.spec, name="networked-mdp-start0",
+                               description="networked MDP as networked-mdp, every agent starting each episode "
+                                           "in local state 0")
+
+    def __init__(self, n_envs: int, seed: int, game_seed: int = 0) -> None:
+        start = np.eye(N_LOCAL_STATES)[0]
+        super().__init__(n_envs, seed, mdp=NetworkedMDP(game_seed=game_seed, start=start))
+        self.spec = NetworkedMDPStart0.spec
