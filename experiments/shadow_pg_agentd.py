@@ -59,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fresh", action="store_true")
     args = p.parse_args(argv)
     t0 = time.monotonic()
-    over = ["rollout_len=32", "utility=target", "utility_target=0.9,0.1"]
+    # local policies (actor_input=local): the exact scoring reads each policy as a table over its own state
+    over = ["rollout_len=32", "utility=target", "utility_target=0.9,0.1", "actor_input=local"]
     cells = [Cell("networked-mdp", "shadow-pg", seed, args.steps, 16, over, kappa=k)
              for k in args.kappas for seed in range(args.seeds)]
     run_cells(cells, "shadow_pg_agentd", workers=args.workers, fresh=args.fresh)

@@ -129,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     t0 = time.monotonic()
     torch.set_num_threads(1)
-    base = ["rollout_len=32", f"gamma={GAMMA}"]
+    # local (κ = 0) policies: the class the exact maximisers range over and learned_policy_table reads
+    base = ["rollout_len=32", f"gamma={GAMMA}", "actor_input=local"]
     cells = {(u, o): [Cell(TASK, "shadow-pg", s, args.steps, 16, base + extra + [f"occupancy={o}"])
                       for s in range(args.seeds)]
              for u, (_, extra) in UTILITIES.items() for o in ("discounted", "stationary")}

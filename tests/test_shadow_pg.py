@@ -199,8 +199,9 @@ def test_bad_configuration_is_one_clear_error(over, message):
 
 
 def test_gradient_step_follows_the_shared_q():
-    """Q-sum high wherever action 0 was taken: π(0 | x) rises in every visited state."""
-    lrn = _learner()
+    """Q-sum high wherever action 0 was taken: π(0 | x) rises in every visited state (a local,
+    tabular actor, so the policy can be read per state x)."""
+    lrn = _learner(actor_input="local")
     _fill(lrn)
     acts = lrn.buffer.actions.reshape(-1).copy()
     eye = torch.eye(3)
