@@ -120,6 +120,11 @@ def test_lagrange_adam_is_omnisafes_procedure() -> None:
         lam.data.clamp_(0.0, 0.12)
         assert ours.step([gap])["lambda0"] == pytest.approx(lam.item(), abs=1e-12)
     assert ours.t == len(gaps)
+    resumed = Lagrange(["lambda0"], init=0.1, lr=0.035, optimizer="adam", upper=0.12)
+    resumed.load_state_dict(ours.state_dict())
+    assert (resumed.values, resumed.m, resumed.v, resumed.t) == (ours.values, ours.m, ours.v, ours.t)
+    resumed.load_state_dict({"lambda0": 0.05})  # a checkpoint from before the optimiser: fresh moments
+    assert resumed["lambda0"] == 0.05 and resumed.t == 0
 
 
 def test_default_lambda_moves_per_update_and_tracks_the_constraint() -> None:

@@ -123,6 +123,10 @@ class Lagrange(Coefs):
         return {"values": dict(self.values), "m": dict(self.m), "v": dict(self.v), "t": self.t}
 
     def load_state_dict(self, d: dict[str, Any]) -> None:
+        if "values" not in d:  # a checkpoint from before the optimiser: the multipliers alone
+            super().load_state_dict(d)
+            self._reset_moments()
+            return
         super().load_state_dict(d["values"])
         self.m = {n: float(d["m"][n]) for n in self.values}
         self.v = {n: float(d["v"][n]) for n in self.values}
