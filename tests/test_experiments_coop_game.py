@@ -7,18 +7,12 @@ import shutil
 import pytest
 
 from envserver.tasks.coop_game import CoopGameJoint
-from experiments import common, coop_game_algos, coop_game_dtarget
+from experiments import coop_game_algos, coop_game_dtarget
 
 TINY = ["--task", "coop-game-joint", "--seeds", "1", "--steps", "1600", "--envs", "16", "--workers", "1"]
 
 
-@pytest.fixture()
-def sandbox(tmp_path, monkeypatch):
-    """Runs and results go under tmp_path instead of the checkout's runs/ and experiments/results/."""
-    monkeypatch.setattr(common, "RUNS", tmp_path / "runs")
-    monkeypatch.setattr(common, "RECORDS", tmp_path / "records")
-    monkeypatch.setattr(coop_game_algos, "RESULTS", tmp_path / "results")
-    return tmp_path
+SCRIPT = coop_game_algos  # whose RESULTS the conftest sandbox redirects
 
 
 def test_algos_script_on_the_joint_game_is_tagged_by_task_and_resumes(sandbox, capsys):

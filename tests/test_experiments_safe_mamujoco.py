@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from experiments import common, safe_mamujoco
+from experiments import safe_mamujoco
 from experiments.common import Cell, cell_plan
 
 
@@ -22,13 +22,7 @@ def _finished_files(run_dir, state: str) -> None:
     (run_dir / "run_status.json").write_text(json.dumps({"state": state}))
 
 
-@pytest.fixture()
-def sandbox(tmp_path, monkeypatch):
-    """Runs and results go under tmp_path instead of the checkout's runs/ and experiments/results/."""
-    monkeypatch.setattr(common, "RUNS", tmp_path / "runs")
-    monkeypatch.setattr(common, "RECORDS", tmp_path / "records")
-    monkeypatch.setattr(safe_mamujoco, "RESULTS", tmp_path / "results")
-    return tmp_path
+SCRIPT = safe_mamujoco  # whose RESULTS the conftest sandbox redirects
 
 
 def test_a_cell_is_read_back_resumed_or_started_afresh(sandbox):
