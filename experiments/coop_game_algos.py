@@ -84,6 +84,18 @@ def exact_learned_return(run_dir: Path) -> tuple[float, float]:
     return g.evaluate(pol), g.evaluate(greedy)
 
 
+def kl_and_beta(run_dir: Path) -> tuple[float, float | None]:
+    """Medians over agents of the mean KL(π_old‖π_new) per update and of the final β1 (None without
+    β1): why a d_target behaves as it does (coop_game_dtarget)."""
+    kls, betas = [], []
+    for d in sorted(run_dir.glob("agent-*")):
+        rows = [json.loads(line) for line in (d / "metrics.jsonl").read_text().splitlines() if line.strip()]
+        kls.append(np.mean([r["kl"] for r in rows if "kl" in r]))
+        betas += [[r["beta1"] for r in rows if "beta1" in r][-1:]]
+    beta = [b[0] for b in betas if b]
+    return float(np.median(kls)), (float(np.median(beta)) if beta else None)
+
+
 def run_record(run_dir: Path) -> dict:
     """What the tables and figures need of one finished run (committed as its cell record)."""
     x, y = episode_curve(run_dir)
@@ -95,8 +107,10 @@ def run_record(run_dir: Path) -> dict:
     def finite(v: float) -> float | None:
         return float(v) if np.isfinite(v) else None
 
+    kl, beta1 = kl_and_beta(run_dir)
     return {"steps": rounded(x, 0), "returns": rounded(y), "final": finite(final_return(run_dir)),
             "exact": finite(j), "greedy": finite(jg), "beta_floor": beta_at_floor(run_dir),
+            "kl_mean": kl, "beta1_final": beta1,
             "code_version": json.loads((run_dir / "config.json").read_text()).get("code_version", "")}
 
 
@@ -111,7 +125,9 @@ def summarise(cells: list[Cell], group: str, bins: int = 25) -> dict:
             print(f"  not finished, left out: {c.name}")
             continue
         rec = out.setdefault(c.label or c.algo, {"curves": [], "final": [], "exact": [], "greedy": [], "seeds": [],
-                                                 "cells": [], "beta_floor": []})
+                                                 "cells": [], "beta_floor": [], "kl": [], "beta1": []})
+        rec["kl"].append(r.get("kl_mean"))
+        rec["beta1"].append(r.get("beta1_final"))
         rec["beta_floor"].append(r["beta_floor"])
         rec["curves"].append(binned(np.array(r["steps"]), np.array(r["returns"]), edges))
         rec["final"].append(float("nan") if r["final"] is None else r["final"])
