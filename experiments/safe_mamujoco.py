@@ -97,12 +97,13 @@ def task_facts(task: str) -> tuple[float, object]:
 
 
 def make_cells(task: str, algos: list[str], seeds: int, steps: int, envs: int) -> list[Cell]:
-    """One distributed cell per (algo, seed), each at khop's default κ for the algorithm."""
+    """One distributed cell per (algo, seed), each at khop's default κ for the algorithm; seed-major,
+    so that a sweep cut short by the end of a session has every algorithm at the same seed count."""
     from compose.launcher import default_kappa
 
     _limit, graph = task_facts(task)
     return [Cell(task, a, s, steps, envs, kappa=default_kappa(a, graph)[0], distributed=True)
-            for a in algos for s in range(seeds)]
+            for s in range(seeds) for a in algos]
 
 
 def run_stats(run_dir: Path, limit: float, frac: float = FINAL_FRAC) -> dict:
