@@ -13,7 +13,7 @@ import functools
 import logging
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,41 +21,41 @@ import zmq
 
 from envserver import protocol as P
 from envserver.curve import SERVER_NAME, Curve, agent_name
+from envserver.options import at_least, option, positive
 from envserver.tasks.base import AgentSpec
 from topologies import load_topology, neighbours
 
+from .comm import CommConfig, learner_overrides
 from .core import AgentCore
 from .envlink import EnvLink
 from .learner import Learner
-from .links import LinkSpec, NeighbourLinks, link_specs
-from .relay import (DEFAULT_MAX_PERIOD, KHopRelay, RelayNode, RelayPlan, actor_input, deadline_round_timeout_s,
+from .links import NeighbourLinks, link_specs
+from .relay import (KHopRelay, RelayNode, RelayPlan, actor_input, deadline_round_timeout_s,
                     default_round_timeout_s)
 from .update_phase import LinkMailbox, update_protocol
 
 log = logging.getLogger("agentd")
 
 
-@dataclass
-class AgentConfig:
-    agent: int
-    env: str  # envserver endpoint
-    topology: Path  # the run's topology file: node attribute "address" is each agent's inbox (optional "bind")
-    kappa: int = 1
-    algo: str = "dpo"
-    run_dir: Path = Path("run")
-    seed: int = 0
-    overrides: dict = field(default_factory=dict)
-    checkpoint_every: int = 10  # updates
-    link_timeout_s: float = 30.0
-    join_timeout_s: float = 300.0
-    relay: str = "sync"  # "sync" | "async" (agentd/relay.py)
-    comm_budget: float | None = None  # bytes per agent per env step (one transition of one env copy)
-    budget_max_period: int = DEFAULT_MAX_PERIOD
-    link: LinkSpec = LinkSpec()  # emulated defaults for every link; topology edge attributes override
-    round_timeout_s: float | None = None  # None: derived (see relay.default_round_timeout_s)
-    actor_mask: bool = False  # actor input = own obs + direct neighbours' presence bits
-    heartbeat_timeout_s: float = 5.0  # a neighbour silent this long within an exchange is down (agentd/liveness.py)
-    curve: Path | None = None  # CurveZMQ key directory (envserver/curve.py); None: plaintext
+@dataclass(kw_only=True)
+class AgentConfig(CommConfig):
+    """`agentd`'s options (the communication ones are CommConfig's); `khop run` writes them with
+    compose/run_config.py process_args, from these same declarations."""
+    agent: int = option(help="this agent's node id in the topology", flag="--id", parse=int)
+    env: str = option(help="envserver endpoint, e.g. tcp://127.0.0.1:5555", parse=str)
+    topology: Path = option(help="topology file whose nodes carry an 'address' (the agent's inbox endpoint; "
+                                 "optional 'bind', what it binds)", parse=Path)
+    kappa: int = option(1, "hops of state relayed to this agent's critic", check=at_least(0))
+    algo: str = option("dpo", "learner (see `khop algos`)")
+    seed: int = option(0, "seed of this agent's learner (with its id)")
+    run_dir: Path = option(Path("run"), "the run directory; this agent writes agent-<id>/ in it")
+    checkpoint_every: int = option(10, "updates between checkpoints", check=at_least(1))
+    join_timeout_s: float = option(300.0, "seconds to wait for the envserver's WELCOME", flag="--join-timeout",
+                                   check=positive)
+    curve: Path | None = option(None, "CurveZMQ key directory (`khop keys`): encrypt every socket, admit only "
+                                      "listed keys", parse=Path, metavar="DIR")
+    overrides: list[str] = option(default_factory=list, help="learner hyperparameter, repeatable", flag="--set",
+                                  repeat=True, metavar="KEY=VALUE")
 
 
 class Agent:
@@ -114,7 +114,7 @@ class Agent:
                                          LinkMailbox(self.links, self.relay), slot_s=cfg.link_timeout_s,
                                          is_silent=lambda peer: peer in self.links.liveness.down)
         self.core = AgentCore(me, cfg.algo, actor_spec, self.relay.critic_dim, n, self.E, welcome["task"],
-                              cfg.seed, cfg.overrides, self.dir, cfg.checkpoint_every,
+                              cfg.seed, learner_overrides(cfg.overrides, cfg.actor_input), self.dir, cfg.checkpoint_every,
                               self.incarnation, comm_counters=self._comm_counters,
                               describe={"kappa": cfg.kappa, "neighbours": sorted(peers),
                                         "khop_ball": {str(k): v for k, v in ball.items()},

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from compose.inprocess import run_inprocess
-from compose.launcher import Launch, RunConfig
+from compose.launcher import Launch
+from compose.run_config import RunConfig
 
 
 def load_average() -> float:

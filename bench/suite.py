@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from compose.launcher import code_version
+from compose.run_config import code_version
 
 from .grid import TASKS, run_grid
 from .scaling import run_scaling

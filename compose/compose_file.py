@@ -22,7 +22,6 @@ configs, restart policy both as `restart` (Compose) and `deploy.restart_policy` 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import re
 import shlex
@@ -32,7 +31,9 @@ from pathlib import Path, PurePosixPath
 
 from topologies import save_topology
 
-from .launcher import LaunchError, RunConfig, process_args, run_record, validate
+from envserver.options import from_namespace
+
+from .run_config import LaunchError, RunConfig, process_args, run_record, validate
 
 ENV_PORT = 5555
 AGENT_PORT = 7000
@@ -41,8 +42,7 @@ RECORD = PurePosixPath("/khop")  # where the configs (topology, run record) are 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 # `khop run` options that mean nothing for a compose file; every other one is taken over as it is
 # restart flags: Docker restarts containers; curve: keys are not shipped to containers yet
-NOT_FOR_COMPOSE = ("help", "run_dir", "no_progress", "inprocess", "restart", "max_restarts", "curve")
-RENAMED = {"deadline": "deadline_s", "heartbeat_timeout": "heartbeat_timeout_s"}  # option dest -> RunConfig field
+NOT_FOR_COMPOSE = ("help", "run_dir", "progress", "inprocess", "restart", "max_restarts", "curve", "resume")
 
 
 def render(cfg: RunConfig, name: str, image: str = "khop", volume: str | None = None, nfs: str | None = None,
@@ -222,12 +222,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add `khop compose`, with `khop run`'s own options where they apply (same names, defaults, help)."""
     p = subparsers.add_parser("compose", help="write a Compose file: one container per agent plus the envserver "
                                               "(docker compose up, or docker stack deploy on a Swarm)")
-    taken = []
     for action in subparsers.choices["run"]._actions:
         if action.dest not in NOT_FOR_COMPOSE:
             p._add_action(action)
-            taken.append(action.dest)
-    p.set_defaults(run_options=taken)
     p.add_argument("-o", "--output", type=Path, default=None,
                    help="the compose file to write (default compose/<name>.yaml); RUN.topology.json and "
                         "RUN.config.json are written beside it")
@@ -242,9 +239,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def cmd_compose(args: argparse.Namespace) -> int:
-    fields = {f.name for f in dataclasses.fields(RunConfig)}
-    cfg = RunConfig(progress=False, **{RENAMED.get(d, d): getattr(args, d) for d in args.run_options
-                                       if RENAMED.get(d, d) in fields})
+    cfg = from_namespace(RunConfig, args, progress=False)
     validate(cfg)  # settles a default κ before the name uses it
     name = args.name or f"{cfg.task}-{cfg.algo}-k{cfg.kappa}-s{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
     files = render(cfg, name, image=args.image, volume=args.volume, nfs=args.nfs, out=args.output)

@@ -20,7 +20,7 @@ import numpy as np
 
 from agentd.core import AgentCore, pin_threads
 from agentd.links import link_specs
-from agentd.main import actor_override
+from agentd.comm import learner_overrides
 from agentd.memory_network import MemoryNetwork
 from agentd.relay import RelayPlan, actor_input
 from agentd.update_phase import MemoryPost, update_protocol
@@ -38,12 +38,9 @@ def run_inprocess(cfg, spec, graph, run_dir: Path, should_stop=lambda: False) ->
     E, n = cfg.envs, spec.n_agents
     plan = RelayPlan(graph, cfg.kappa, [a.obs_dim for a in spec.agents], E, cfg.relay, cfg.comm_budget,
                      cfg.budget_max_period)
-    from .launcher import link_defaults
-
-    default_link = link_defaults(cfg)
-    net = MemoryNetwork(plan, {(src, dst): s for dst in range(n) for src, s in link_specs(graph, dst, default_link).items()},
+    net = MemoryNetwork(plan, {(src, dst): s for dst in range(n) for src, s in link_specs(graph, dst, cfg.link).items()},
                         seed=cfg.seed)
-    overrides = {**dict(item.split("=", 1) for item in cfg.overrides), **actor_override(cfg.actor_input)}
+    overrides = learner_overrides(cfg.overrides, cfg.actor_input)
 
     def actor_spec(i: int):
         a = spec.agents[i]

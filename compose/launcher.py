@@ -17,72 +17,17 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path, PurePath
+from pathlib import Path
 
-from topologies import TopologyError, diameter, resolve_topology, save_topology
+from topologies import save_topology
 
 from .inprocess import run_inprocess
 from .progress import ProgressBar, TailState, tail_episodes
 from .report import write_report
+from .run_config import LaunchError, RunConfig, comm_plan, process_args, run_record, validate
 from .supervisor import RestartPolicy, Supervisor
 
 PR_SET_PDEATHSIG = 1
-
-
-class LaunchError(ValueError):
-    """Bad run configuration; the message is the one line the user sees."""
-
-
-@dataclass
-class RunConfig:
-    task: str = "coop-game"
-    algo: str = "dpo"
-    topology: str = ""  # empty: the task's default graph
-    kappa: int | None = None  # None: the graph's diameter for centralised references, else 1 (validate())
-    steps: int = 48_000
-    envs: int = 16
-    seed: int = 0
-    run_dir: Path | None = None
-    overrides: list[str] = field(default_factory=list)
-    deadline_s: float = 30.0
-    checkpoint_every: int = 10
-    progress: bool = True
-    inprocess: bool = False  # all agents in this process, no sockets: the reference for speed and correctness
-    # communication layer (README "Communication layer and budgets")
-    relay: str = "sync"  # sync: κ rounds per env step; async: one exchange per step, d-hop state d−1 steps old
-    comm_budget: float | None = None  # wire bytes per agent per env step; None = unlimited
-    budget_max_period: int = 4  # longest "send every k steps" before the budget policy drops hops
-    link_delay_ms: float = 0.0  # emulated link defaults; topology edge attributes override per edge
-    link_jitter_ms: float = 0.0
-    link_loss: float = 0.0
-    link_bandwidth_bps: float = 0.0  # 0 = unlimited
-    round_timeout_ms: float | None = None  # relay round slot; None = derived
-    actor_mask: bool = False  # actor input = own obs + direct neighbours' presence bits
-    actor_input: str | None = None  # local | khop; None: the algorithm's default (validate() records the effective one)
-    kappa_rule: str = ""  # where the effective κ came from (set by validate(), recorded in config.json)
-    restart: bool = False  # supervise: restart any process that dies (compose/supervisor.py)
-    max_restarts: int = 5  # per process, with --restart
-    heartbeat_timeout_s: float = 5.0  # a neighbour silent this long in an exchange is down (agentd/liveness.py)
-    curve: Path | None = None  # CurveZMQ key directory (`khop keys`); None: plaintext sockets
-
-
-def code_version() -> str:
-    """The commit the code came from (with '+dirty' for local edits), so every run can be redone."""
-    here = Path(__file__).resolve().parent
-    try:
-        rev = subprocess.run(["git", "-C", str(here), "rev-parse", "--short=12", "HEAD"], capture_output=True,
-                             text=True, timeout=5).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=5).stdout.strip()
-    except (OSError, subprocess.TimeoutExpired):
-        rev, dirty = "", ""
-    from importlib.metadata import PackageNotFoundError, version
-    try:
-        pkg = version("khop")
-    except PackageNotFoundError:
-        pkg = "unknown"
-    return f"khop {pkg}" + (f" git {rev}{'+dirty' if dirty else ''}" if rev else "")
 
 
 def free_ports(n: int) -> list[int]:
@@ -99,165 +44,6 @@ def free_ports(n: int) -> list[int]:
             s.close()
 
 
-def validate(cfg: RunConfig):
-    """Check everything a user can get wrong before any process starts; return (spec, graph).
-    Also settles κ when the user gave none (``cfg.kappa`` is None): see :func:`default_kappa`."""
-    from agentd.learner import algo_names, learner_config
-    from agentd.learner.defaults import defaults_for
-    from agentd.main import actor_override, parse_overrides
-    from envserver.tasks import task_spec
-
-    try:
-        spec = task_spec(cfg.task)
-    except ValueError as err:
-        raise LaunchError(str(err)) from None
-    if cfg.algo not in algo_names():
-        raise LaunchError(f"unknown algo {cfg.algo!r}; choose one of: {', '.join(algo_names())}")
-    if cfg.kappa is not None and cfg.kappa < 0:
-        raise LaunchError(f"--kappa must be >= 0, got {cfg.kappa}")
-    if cfg.steps < 1 or cfg.envs < 1:
-        raise LaunchError(f"--steps and --envs must be >= 1, got {cfg.steps} and {cfg.envs}")
-    if cfg.max_restarts < 0:
-        raise LaunchError(f"--max-restarts must be >= 0, got {cfg.max_restarts}")
-    if cfg.restart and cfg.inprocess:
-        raise LaunchError("--restart supervises agent processes; --inprocess runs none")
-    try:
-        graph = resolve_topology(cfg.topology or spec.topology, spec.n_agents)
-    except TopologyError as err:
-        raise LaunchError(str(err)) from None
-    if cfg.kappa is None:
-        cfg.kappa, cfg.kappa_rule = default_kappa(cfg.algo, graph)
-    elif not cfg.kappa_rule:
-        cfg.kappa_rule = "--kappa"
-    try:
-        learner = learner_config(cfg.algo, {**defaults_for(cfg.task), **parse_overrides(cfg.overrides),
-                                            **actor_override(cfg.actor_input)})
-    except ValueError as err:
-        raise LaunchError(str(err)) from None
-    if learner.actor_input == "khop" and cfg.actor_mask:
-        raise LaunchError("--actor-mask adds neighbour presence bits to a local actor; a κ-hop actor (actor_input=khop) "
-                          "already sees its κ-ball's presence bits: pass --actor-input local with --actor-mask")
-    cfg.actor_input = learner.actor_input
-    validate_comm(cfg, spec, graph)
-    if cfg.curve is not None:
-        from .keys import check_keys
-
-        if cfg.inprocess:
-            raise LaunchError("--curve secures sockets; --inprocess has none")
-        try:
-            check_keys(cfg.curve, spec.n_agents)
-        except ValueError as err:
-            raise LaunchError(str(err)) from None
-    return spec, graph
-
-
-def default_kappa(algo: str, graph) -> tuple[int, str]:
-    """κ when the user passes none: the graph's diameter for the centralised references (their
-    critics then see every agent, as MAPPO-L / HAPPO / MACPO assume), 1 for everything else."""
-    from agentd.learner import ALGOS
-
-    if ALGOS[algo].centralised:
-        return diameter(graph), "graph diameter (centralised reference)"
-    return 1, "default"
-
-
-def link_defaults(cfg: RunConfig):
-    from agentd.links import LinkSpec
-
-    return LinkSpec(cfg.link_delay_ms, cfg.link_jitter_ms, cfg.link_loss, cfg.link_bandwidth_bps)
-
-
-def comm_plan(cfg: RunConfig, spec, graph):
-    """The relay plan every agent of this run will derive (agentd/relay.py: RelayPlan)."""
-    from agentd.relay import RelayPlan
-
-    return RelayPlan(graph, cfg.kappa, [a.obs_dim for a in spec.agents], cfg.envs, cfg.relay, cfg.comm_budget,
-                     cfg.budget_max_period)
-
-
-def validate_comm(cfg: RunConfig, spec, graph) -> None:
-    """The communication options and the topology's edge attributes (delay_ms, jitter_ms, loss,
-    bandwidth_bps), checked before any process starts."""
-    from agentd.links import link_specs
-
-    if cfg.relay not in ("sync", "async"):
-        raise LaunchError(f"--relay must be sync or async, got {cfg.relay!r}")
-    if cfg.comm_budget is not None and not (0 < cfg.comm_budget < float("inf")):
-        raise LaunchError(f"--comm-budget must be a positive number of bytes, got {cfg.comm_budget}")
-    if cfg.budget_max_period < 1:
-        raise LaunchError(f"--budget-max-period must be >= 1, got {cfg.budget_max_period}")
-    if cfg.round_timeout_ms is not None and not cfg.round_timeout_ms > 0:
-        raise LaunchError(f"--round-timeout-ms must be > 0, got {cfg.round_timeout_ms}")
-    if not 0 < cfg.heartbeat_timeout_s < float("inf"):
-        raise LaunchError(f"--heartbeat-timeout must be > 0 seconds, got {cfg.heartbeat_timeout_s}")
-    try:
-        default = link_defaults(cfg).validate("--link-* options")
-        specs = [s for u in graph for s in link_specs(graph, u, default).values()]
-    except ValueError as err:
-        raise LaunchError(str(err)) from None
-    if cfg.inprocess and any(s.timed for s in specs):
-        raise LaunchError("link delay, jitter and bandwidth need real time and real sockets; "
-                          "run without --inprocess (loss alone is emulated in process)")
-    if cfg.round_timeout_ms is not None and not cfg.inprocess:
-        from agentd.relay import deadline_round_timeout_s
-
-        limit_ms = 1000 * deadline_round_timeout_s(comm_plan(cfg, spec, graph), cfg.deadline_s)
-        if cfg.round_timeout_ms > limit_ms:
-            raise LaunchError(f"--round-timeout-ms {cfg.round_timeout_ms:g} exceeds {limit_ms:g} ms: the relay rounds "
-                              f"of a step may take at most half the --deadline of {cfg.deadline_s:g} s, or an agent "
-                              "waiting for a dead neighbour misses the deadline and its neighbours follow")
-
-
-def run_record(cfg: RunConfig, spec, graph, run_dir: PurePath) -> dict:
-    """config.json: everything needed to rerun (shared by `khop run` and `khop compose`)."""
-    return {**{k: (str(v) if isinstance(v, PurePath) else v) for k, v in asdict(cfg).items()},
-            "topology": cfg.topology or spec.topology, "run_dir": str(run_dir),
-            "n_agents": spec.n_agents, "graph_diameter": diameter(graph),
-            "cost_names": list(spec.cost_names), "cost_limits": list(spec.cost_limits),
-            "episode_length": spec.episode_length, "code_version": code_version(),
-            "command": shlex.join(sys.argv), "python": sys.version.split()[0]}
-
-
-def process_args(cfg: RunConfig, n_agents: int, env_bind: str, env_connect: str, topology_file: PurePath,
-                 run_dir: PurePath) -> dict[str, list[str]]:
-    """Each process's arguments after its program name: "envserver" and "agent-<i>". The one place they
-    are built, for local processes (`khop run`) and for containers (`khop compose`)."""
-    if cfg.kappa is None:  # the default κ depends on the algorithm and the graph: validate() decides it
-        raise LaunchError("κ is not decided yet: call validate(cfg) before building process arguments")
-    args = {"envserver": ["--task", cfg.task, "--bind", env_bind, "--envs", str(cfg.envs), "--seed", str(cfg.seed),
-                          "--steps", str(cfg.steps), "--deadline", str(cfg.deadline_s),
-                          "--run-dir", str(run_dir / "envserver")]}
-    curve = ["--curve", str(cfg.curve)] if cfg.curve is not None else []
-    args["envserver"] += curve
-    for i in range(n_agents):
-        args[f"agent-{i}"] = ["--id", str(i), "--env", env_connect, "--topology", str(topology_file),
-                              "--kappa", str(cfg.kappa), "--algo", cfg.algo, "--seed", str(cfg.seed),
-                              "--run-dir", str(run_dir), "--checkpoint-every", str(cfg.checkpoint_every),
-                              *comm_args(cfg), *curve, *[arg for kv in cfg.overrides for arg in ("--set", kv)]]
-    return args
-
-
-def comm_args(cfg: RunConfig) -> list[str]:
-    """agentd's communication options for this run (only those that differ from agentd's defaults)."""
-    out = ["--relay", cfg.relay]
-    if cfg.comm_budget is not None:
-        out += ["--comm-budget", repr(float(cfg.comm_budget))]
-    for flag, value, default in (("--budget-max-period", cfg.budget_max_period, 4),
-                                 ("--link-delay-ms", cfg.link_delay_ms, 0.0),
-                                 ("--link-jitter-ms", cfg.link_jitter_ms, 0.0),
-                                 ("--link-loss", cfg.link_loss, 0.0),
-                                 ("--link-bandwidth-bps", cfg.link_bandwidth_bps, 0.0),
-                                 ("--round-timeout-ms", cfg.round_timeout_ms, None),
-                                 ("--heartbeat-timeout", cfg.heartbeat_timeout_s, 5.0)):
-        if value != default:
-            out += [flag, repr(value)]
-    if cfg.actor_mask:
-        out.append("--actor-mask")
-    if cfg.actor_input is not None:
-        out += ["--actor-input", cfg.actor_input]
-    return out
-
-
 def die_with_parent() -> None:
     """preexec_fn: the child gets SIGTERM when the thread that started it ends (even by SIGKILL)."""
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
@@ -270,34 +56,6 @@ def spawn(cmd: list[str], log_path: Path) -> subprocess.Popen:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
         return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 preexec_fn=die_with_parent, env=env)
-
-
-def resume_config(run_dir: Path, progress: bool = True, restart: bool = False, max_restarts: int = 5) -> RunConfig:
-    """The RunConfig of the unfinished distributed run in ``run_dir`` (its config.json), for
-    `khop run --resume`; only the supervision and display options are the caller's. The topology
-    is the run's own topology.json (the graph it trained on, whatever file or generator made it)."""
-    path = Path(run_dir) / "config.json"
-    try:
-        recorded = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise LaunchError(f"{run_dir} holds no run to resume (no config.json)") from None
-    except ValueError:
-        raise LaunchError(f"{path} is not valid JSON; cannot resume") from None
-    try:
-        state = json.loads((Path(run_dir) / "run_status.json").read_text()).get("state")
-    except (OSError, ValueError):
-        state = None  # killed before it could say: exactly what --resume is for
-    if state == "finished":
-        raise LaunchError(f"{run_dir} is finished; nothing to resume")
-    if recorded.get("inprocess"):
-        raise LaunchError(f"{run_dir} ran --inprocess; --resume restarts agent processes from their checkpoints "
-                          "and the envserver from its clock, which an in-process run does not keep")
-    names = {f.name for f in fields(RunConfig)}
-    cfg = RunConfig(**{k: v for k, v in recorded.items() if k in names})
-    cfg.run_dir, cfg.topology = Path(run_dir), str(Path(run_dir) / "topology.json")
-    cfg.curve = Path(cfg.curve) if cfg.curve else None
-    cfg.progress, cfg.restart, cfg.max_restarts = progress, restart, max_restarts
-    return cfg
 
 
 class Launch:

@@ -24,23 +24,35 @@ from .curve import SERVER_NAME, Curve, agent_name
 from .sockwatch import SocketWatch
 from .episodes import EpisodeLog
 from .jsonl import JsonlWriter
+from .options import at_least, option, positive
 from .tasks import VecTask
 from .tasks.base import AgentSpec
 
 log = logging.getLogger("envserver")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ServerConfig:
-    bind: str = "tcp://127.0.0.1:5555"
-    run_dir: Path = Path("run/envserver")
-    max_env_steps: int = 10_000  # summed over the E copies
-    deadline_s: float = 30.0  # per step; generous because agents run their updates inside a step
-    join_timeout_s: float = 300.0  # how long to wait for all agents' first HELLO
+    """`envserver`'s options, declared once: its command line is parsed from them and `khop run`
+    writes it from them (compose/run_config.py process_args)."""
+    task: str = option(help="task name (see `khop tasks`)", parse=str)
+    bind: str = option("tcp://127.0.0.1:5555", "ZeroMQ endpoint to bind the ROUTER on")
+    envs: int = option(8, "parallel env copies stepped in lockstep", check=at_least(1))
+    seed: int = option(0, "seed of the task's initial states")
+    max_env_steps: int = option(10_000, "env steps to run, summed over copies", flag="--steps", check=at_least(1))
+    # per step; generous because agents run their updates inside a step
+    deadline_s: float = option(30.0, "seconds to wait for an agent's ACT", flag="--deadline", check=positive)
+    join_timeout_s: float = option(300.0, "seconds to wait for every agent to join", flag="--join-timeout",
+                                   check=positive)
+    run_dir: Path = option(Path("run/envserver"), "where episodes.jsonl, events.jsonl, clock and status.json go")
+    # continue the step counter and budget of a previous server on run_dir (clock file)
+    resume: bool = option(True, "start the step counter at 0 even if a previous server left a clock in --run-dir "
+                                "(default: a restarted server continues its run's step counter and budget)",
+                          flag="--fresh", negate=True)
+    curve: Path | None = option(None, "CurveZMQ key directory (`khop keys`): admit only agents whose keys are listed",
+                                parse=Path, metavar="DIR")
     max_message_bytes: int = 1 << 20  # an ACT is E·act_dim floats; anything near this is abuse
     status_every_s: float = 0.5
-    resume: bool = True  # continue the step counter and budget of a previous server on run_dir (clock file)
-    curve: Path | None = None  # CurveZMQ key directory: admit only listed agent keys (envserver/curve.py)
 
 
 class EnvServer:

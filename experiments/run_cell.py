@@ -18,7 +18,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--run-dir", type=Path, required=True)
     p.add_argument("--set", dest="overrides", action="append", default=[])
     a = p.parse_args(argv)
-    from compose.launcher import Launch, RunConfig
+    from compose.launcher import Launch
+    from compose.run_config import RunConfig
 
     cfg = RunConfig(task=a.task, algo=a.algo, seed=a.seed, steps=a.steps, envs=a.envs, kappa=a.kappa,
                     run_dir=a.run_dir, overrides=a.overrides, progress=False, inprocess=True)
