@@ -9,7 +9,6 @@ update (bootstrapped on s_t) → act on obs_t (plus the neighbours' presence bit
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import signal
 import time
@@ -22,17 +21,15 @@ import zmq
 from envserver import protocol as P
 from envserver.curve import SERVER_NAME, Curve, agent_name
 from envserver.options import at_least, option, positive
-from envserver.tasks.base import AgentSpec
 from topologies import load_topology, neighbours
 
-from .comm import CommConfig, learner_overrides
-from .core import AgentCore
+from .assembly import Team, build_core, relay_plan
+from .comm import CommConfig
 from .envlink import EnvLink
 from .learner import Learner
 from .links import NeighbourLinks, link_specs
-from .relay import (KHopRelay, RelayNode, RelayPlan, actor_input, deadline_round_timeout_s,
-                    default_round_timeout_s)
-from .update_phase import LinkMailbox, update_protocol
+from .relay import KHopRelay, RelayNode, actor_input, deadline_round_timeout_s, default_round_timeout_s
+from .update_phase import LinkMailbox
 
 log = logging.getLogger("agentd")
 
@@ -76,18 +73,14 @@ class Agent:
         self.env = self.envlink.sock
 
     def _setup(self, welcome: P.Message) -> None:
-        me = self.cfg.agent
-        n = welcome["n_agents"]
-        if self.graph.number_of_nodes() != n:
-            raise ValueError(f"topology has {self.graph.number_of_nodes()} nodes but the task has {n} agents")
-        self.E = welcome["n_envs"]
-        specs = [AgentSpec(**a) for a in welcome["agents"]]
-        self.spec = specs[me]
-        self.n_costs = len(welcome["cost_names"])
+        me, cfg = self.cfg.agent, self.cfg
+        team = Team.from_welcome(welcome)
+        if self.graph.number_of_nodes() != len(team.agents):
+            raise ValueError(f"topology has {self.graph.number_of_nodes()} nodes but the task has "
+                             f"{len(team.agents)} agents")
+        self.E, self.spec = team.n_envs, team.agents[me]
         peers = {j: self.graph.nodes[j]["address"] for j in neighbours(self.graph, me)}
-        cfg = self.cfg
-        plan = RelayPlan(self.graph, cfg.kappa, [s.obs_dim for s in specs], self.E, cfg.relay, cfg.comm_budget,
-                         cfg.budget_max_period)
+        plan = relay_plan(self.graph, cfg.kappa, cfg, team)
         # every agent derives the same slot length from the whole graph, so the round slots line up
         every_link = {(u, v): spec for u in self.graph for v, spec in link_specs(self.graph, u, cfg.link).items()}
         slot_limit = deadline_round_timeout_s(plan, welcome["deadline_s"])
@@ -103,26 +96,13 @@ class Agent:
         self.links = NeighbourLinks(self.ctx, me, node.get("bind", node["address"]), peers,
                                     emulation=my_links, seed=cfg.seed, budget=plan.token_bucket(),
                                     heartbeat_timeout_s=cfg.heartbeat_timeout_s, curve=self.curve)
-        relay_node = RelayNode(me, plan)
-        self.relay = KHopRelay(relay_node, self.links, link_timeout_s=cfg.link_timeout_s,
+        self.relay = KHopRelay(RelayNode(me, plan), self.links, link_timeout_s=cfg.link_timeout_s,
                                round_timeout_s=round_timeout)
-        actor_spec = self.spec
-        if cfg.actor_mask:
-            actor_spec = dataclasses.replace(self.spec, obs_dim=self.spec.obs_dim + len(relay_node.neighbours))
-        ball = relay_node.ball
-        protocol_for = functools.partial(update_protocol, me, self.graph, plan, cfg.seed,
-                                         LinkMailbox(self.links, self.relay), slot_s=cfg.link_timeout_s,
-                                         is_silent=lambda peer: peer in self.links.liveness.down)
-        self.core = AgentCore(me, cfg.algo, actor_spec, self.relay.critic_dim, n, self.E, welcome["task"],
-                              cfg.seed, learner_overrides(cfg.overrides, cfg.actor_input), self.dir, cfg.checkpoint_every,
-                              self.incarnation, comm_counters=self._comm_counters,
-                              describe={"kappa": cfg.kappa, "neighbours": sorted(peers),
-                                        "khop_ball": {str(k): v for k, v in ball.items()},
-                                        "comm_plan": plan.describe(me), "round_timeout_s": round_timeout,
-                                        "links": {str(p): dataclasses.asdict(s) for p, s in my_links.items()},
-                                        "actor_mask": cfg.actor_mask},
-                              cost_limits=welcome["cost_limits"], episode_length=welcome["episode_length"],
-                              protocol_for=protocol_for)
+        self.core = build_core(me, cfg, self.graph, plan, team, self.relay.node, self.dir, self.incarnation,
+                               LinkMailbox(self.links, self.relay), self._comm_counters,
+                               describe={"round_timeout_s": round_timeout,
+                                         "links": {str(p): dataclasses.asdict(s) for p, s in my_links.items()}},
+                               is_silent=lambda peer: peer in self.links.liveness.down)
 
     def _comm_counters(self) -> dict:
         return {**self.links.counters.totals(), **self.links.counters.by_phase(), **self.relay.stats(),

@@ -1,5 +1,5 @@
-"""Messages agents exchange around an update (phase "update" in the link counters), and which
-exchange a learner takes part in.
+"""The mailboxes through which agents exchange messages around an update (phase "update" in the
+link counters); which exchange a learner takes part in is decided by agentd/assembly.py.
 
 Two learners need their neighbours at update time: sequential ones pass the ratio-product token
 along a walk over the graph (:class:`agentd.token_walk.TokenWalker`), shadow-PG shares its
@@ -96,18 +96,3 @@ class _MemoryMailbox:
     def discard(self, stale: Callable[[P.Message], bool]) -> None:
         box = self.post.inbox[self.me]
         box[:] = [(src, m) for src, m in box if not stale(m)]
-
-
-def update_protocol(me: int, graph: Any, plan: Any, seed: int, mailbox: Mailbox, learner: Any,
-                    slot_s: float = 30.0, is_silent: Callable[[int], bool] = lambda _peer: False) -> Any:
-    """The exchange ``learner`` takes part in at each update — a token walk for a sequential
-    learner, a Q-value exchange for shadow-PG — or None when it updates alone. ``slot_s`` bounds
-    each wait (the link timeout); ``is_silent`` says which neighbours not to wait for at all."""
-    from .qvals import QExchange
-    from .token_walk import TokenWalker
-
-    if learner.sequential:
-        return TokenWalker(me, graph, seed, mailbox, slot_s=slot_s, is_silent=is_silent)
-    if learner.shares_q:
-        return QExchange(me, plan, mailbox, slot_s=slot_s, is_silent=is_silent)
-    return None

@@ -11,87 +11,57 @@ Emulated delay, jitter and bandwidth need a clock and are refused here.
 """
 from __future__ import annotations
 
-import dataclasses
-import json
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 
+from agentd.assembly import Team, build_core, relay_plan
 from agentd.core import AgentCore, pin_threads
 from agentd.links import link_specs
-from agentd.comm import learner_overrides
 from agentd.memory_network import MemoryNetwork
-from agentd.relay import RelayPlan, actor_input
-from agentd.update_phase import MemoryPost, update_protocol
-from envserver.episodes import EpisodeLog
+from agentd.relay import actor_input
+from agentd.update_phase import MemoryPost
+from envserver.lockstep import Lockstep
 from envserver.tasks import make_task
-from topologies import neighbours
 
 from .progress import ProgressBar
 
 
-def run_inprocess(cfg, spec, graph, run_dir: Path, should_stop=lambda: False) -> None:
-    """Train like `khop run` would, writing the same run-directory files (minus logs and sockets)."""
+def run_inprocess(cfg: Any, spec: Any, graph: Any, run_dir: Path, should_stop: Callable[[], bool] = lambda: False) -> None:
+    """Train like `khop run` would (``cfg`` a validated RunConfig, ``spec`` its task's spec), writing
+    the same run-directory files (minus logs and sockets)."""
     pin_threads()
-    task = make_task(cfg.task, n_envs=cfg.envs, seed=cfg.seed)
-    E, n = cfg.envs, spec.n_agents
-    plan = RelayPlan(graph, cfg.kappa, [a.obs_dim for a in spec.agents], E, cfg.relay, cfg.comm_budget,
-                     cfg.budget_max_period)
-    net = MemoryNetwork(plan, {(src, dst): s for dst in range(n) for src, s in link_specs(graph, dst, cfg.link).items()},
+    team = Team.from_spec(spec, cfg.envs)
+    plan = relay_plan(graph, cfg.kappa, cfg, team)
+    net = MemoryNetwork(plan, {(src, dst): s for dst in graph for src, s in link_specs(graph, dst, cfg.link).items()},
                         seed=cfg.seed)
-    overrides = learner_overrides(cfg.overrides, cfg.actor_input)
-
-    def actor_spec(i: int):
-        a = spec.agents[i]
-        return dataclasses.replace(a, obs_dim=a.obs_dim + len(net.nodes[i].neighbours)) if cfg.actor_mask else a
-
     post = MemoryPost(net)
-    cores = [AgentCore(i, cfg.algo, actor_spec(i), net.nodes[i].critic_dim, n, E,
-                       cfg.task, cfg.seed, overrides, run_dir / f"agent-{i}", cfg.checkpoint_every, incarnation=0,
-                       comm_counters=lambda i=i: net.comm_counters(i),
-                       describe={"kappa": cfg.kappa, "neighbours": neighbours(graph, i),
-                                 "khop_ball": {str(k): v for k, v in net.nodes[i].ball.items()}, "inprocess": True,
-                                 "comm_plan": plan.describe(i), "actor_mask": cfg.actor_mask},
-                       cost_limits=spec.cost_limits, episode_length=spec.episode_length,
-                       protocol_for=lambda learner, i=i: update_protocol(i, graph, plan, cfg.seed, post.mailbox(i),
-                                                                         learner))
-             for i in range(n)]
-    env_dir = run_dir / "envserver"
-    env_dir.mkdir(parents=True, exist_ok=True)
-    episodes = EpisodeLog(env_dir / "episodes.jsonl", E, spec.n_costs)
+    cores = [build_core(i, cfg, graph, plan, team, net.nodes[i], run_dir / f"agent-{i}", 0, post.mailbox(i),
+                        lambda i=i: net.comm_counters(i), describe={"inprocess": True})
+             for i in range(spec.n_agents)]
+    lockstep = Lockstep(make_task(cfg.task, n_envs=cfg.envs, seed=cfg.seed), run_dir / "envserver", cfg.steps)
     bar = ProgressBar(cfg.steps) if cfg.progress else None
-    obs = task.reset()
-    started = time.time()
-    reward = np.zeros(E, dtype=np.float32)
-    cost = [np.zeros((E, spec.n_costs), dtype=np.float32)] * n
-    done = np.zeros(E, dtype=bool)
-    t = env_step = 0
+    res = lockstep.reset()
     try:
-        while env_step < cfg.steps and not should_stop():
-            critic_ins = net.exchange(t, obs)
-            due = [core.observe(t, reward, cost[i], done) for i, core in enumerate(cores)]
+        while not lockstep.finished and not should_stop():
+            critic_ins = net.exchange(lockstep.t, res.obs)
+            done = res.terminated | res.truncated
+            due = [core.observe(lockstep.t, res.reward, res.cost[i], done) for i, core in enumerate(cores)]
             if any(due):
-                update_all(cores, due, t, critic_ins)
-            actions = [core.act(t, actor_input(obs[i], net.nodes[i], cfg.actor_mask), critic_ins[i])
-                       for i, core in enumerate(cores)]
-            res = task.step(actions)
-            t += 1
-            env_step += E
-            obs, reward, cost, done = res.obs, res.reward, res.cost, res.terminated | res.truncated
-            episodes.account(env_step, reward, cost, done)
-            if bar is not None and t % 20 == 0:
-                bar.update(env_step, None, None)
+                update_all(cores, due, lockstep.t, critic_ins)
+            res = lockstep.step([core.act(lockstep.t, actor_input(res.obs[i], net.nodes[i], cfg.actor_mask),
+                                          critic_ins[i]) for i, core in enumerate(cores)])
+            if bar is not None and lockstep.t % 20 == 0:
+                bar.update(lockstep.env_step, None, None)
     finally:
         for core in cores:
             core.close()
-        episodes.close()
         if bar is not None:
             bar.close()
-        status = {"env_step": env_step, "t": t, "live": list(range(n)), "errors": 0, "max_env_steps": cfg.steps,
-                  "done": True, "time": time.time(), "started_at": started, "inprocess": True}
-        (env_dir / "status.json").write_text(json.dumps(status))
-        task.close()
+        lockstep.write_status(list(range(spec.n_agents)), True, errors=0, inprocess=True)
+        lockstep.close()
 
 
 def update_all(cores: list[AgentCore], due: list[bool], t: int, critic_ins: list[np.ndarray]) -> None:
