@@ -132,8 +132,7 @@ class Agent:
                         log.warning("agent %d says HELLO again: %s", self.cfg.agent, why)
                         self.envlink.hello(resume=True)
                     continue
-                msg = P.decode(self.env.recv_multipart(copy=True))
-                self.envlink.heard()
+                msg = self.envlink.recv()
                 if msg.type == "BYE":
                     reason = msg["reason"]
                     break
@@ -164,8 +163,7 @@ class Agent:
         a = msg.arrays
         action = self.core.step(t, actor_input(obs, self.relay.node, self.cfg.actor_mask), critic_in, a["reward"],
                                 a["cost"], a["terminated"] | a["truncated"])
-        P.send(self.env, P.encode("ACT", {"agent": self.cfg.agent, "t": t}, {"action": action}), block=True)
-        self.envlink.sent()
+        self.envlink.act(t, action)
 
     def install_signal_handlers(self) -> None:
         def stop(signum: int, _frame: object) -> None:
