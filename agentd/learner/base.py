@@ -44,13 +44,18 @@ from . import checkpoint
 from .adam import Adam
 from .buffer import ADV_NORMS, Batch, EpisodeCosts, RolloutBuffer, gae, standardise
 from .coef import Coefs
-from .config import LearnerConfig, apply_overrides
+from .config import COMMON_KEYS, LearnerConfig, apply_overrides
 from .dists import Categorical, DiagGaussian
 from .nets import Actor, Critic, RunningNorm
 
 CKPT_KEYS = frozenset({"format", "algo", "spec", "cfg", "modules", "obs_norm", "critic_norm", "coefs",
                        "extra", "torch_rng", "numpy_rng", "counters"})
 TOKEN_MAX = 1e3  # token_out clips M to [0, TOKEN_MAX]: a product of ratios over many agents can explode
+# LearnerConfig fields the policy-gradient base reads beyond config.COMMON_KEYS: the Gaussian actor's
+# initial σ, GAE and the epoch × minibatch loop (every critic steps in it) ...
+BATCH_KEYS = ("init_log_std", "gae_lambda", "epochs", "minibatches", "minibatch_size")
+# ... and the SGD actor step (_actor_step: Adam on the policy loss, entropy bonus, clip_frac's threshold)
+ACTOR_STEP_KEYS = ("lr_actor", "ent_coef", "clip")
 
 
 class Learner:
@@ -59,6 +64,9 @@ class Learner:
 
     algo: ClassVar[str] = "base"
     defaults: ClassVar[dict[str, Any]] = {}  # per-algorithm LearnerConfig values, each cited
+    # the LearnerConfig fields this algorithm reads beyond config.COMMON_KEYS; learner_config refuses
+    # an override of any other field
+    config_keys: ClassVar[tuple[str, ...]] = BATCH_KEYS + ACTOR_STEP_KEYS
     uses_costs: ClassVar[bool] = False  # builds cost critics and reads cost_limits
     supports_sequential: ClassVar[bool] = False  # may run with update_order="sequential"
     # a centralised reference (MAPPO-L, HAPPO, MACPO): its critics should see everyone, so `khop run`
@@ -101,6 +109,11 @@ class Learner:
         self.samples_seen = 0
         self._last_ratio: np.ndarray | None = None
         self._build()
+
+    @classmethod
+    def used_keys(cls) -> frozenset[str]:
+        """Every LearnerConfig field this algorithm reads; the others keep their defaults unread."""
+        return frozenset(COMMON_KEYS + cls.config_keys)
 
     @property
     def khop_actor(self) -> bool:
@@ -452,10 +465,11 @@ class Learner:
             raise ValueError(f"checkpoint is for algo {d.get('algo')!r}, this learner is {self.algo!r}")
         if d["spec"] != self._spec():
             raise ValueError(f"checkpoint spec {d['spec']} != this learner's {self._spec()}")
-        saved = LearnerConfig(**d["cfg"])
+        # only the fields this algorithm reads: a checkpoint stores the whole flat config, whose other
+        # fields (another algorithm's, or a task default it never read) may differ harmlessly
+        saved = dataclasses.replace(self.cfg, **{k: v for k, v in d["cfg"].items() if k in self.used_keys()})
         if saved != self.cfg:
-            changed = [f.name for f in dataclasses.fields(saved)
-                       if getattr(saved, f.name) != getattr(self.cfg, f.name)]
+            changed = sorted(k for k in self.used_keys() if getattr(saved, k) != getattr(self.cfg, k))
             warnings.warn(f"resuming with the checkpoint's config; it differs in {changed}", stacklevel=2)
             self.cfg = saved
             self._build()

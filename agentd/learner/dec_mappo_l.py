@@ -42,6 +42,7 @@ class DecMAPPOL(IPPO):
 
     algo = "dec-mappo-l"
     uses_costs = True
+    config_keys = IPPO.config_keys + ("lambda_optimizer", "lambda_init", "lambda_lr", "lambda_max", "lagrangian_form")
     defaults: ClassVar[dict[str, Any]] = {
         "update_order": "simultaneous",  # eq. 22: each agent optimises its own surrogate (no token)
         "actor_input": "khop",  # eqs. 14, 18, 22 and Alg. 1 l.3: π^i(·|s_{N_κ^i})

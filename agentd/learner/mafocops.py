@@ -39,6 +39,7 @@ class MAFOCOPS(Learner):
 
     algo = "mafocops"
     uses_costs = True
+    config_keys = Learner.config_keys + ("lambda_optimizer", "focops_lam", "focops_delta", "nu_init", "nu_lr", "nu_max")
     supports_sequential = True
     centralised = True  # Alg. 1 l.1, l.7: a global value network and the joint advantage (κ = diameter)
     defaults: ClassVar[dict[str, Any]] = {

@@ -70,6 +70,7 @@ class ShadowPG(Learner):
     algo = "shadow-pg"
     act_kinds = ("discrete",)
     shares_q = True  # update() needs the κ-ball's Q-values (agentd/qvals.py)
+    config_keys = Learner.config_keys + ("utility", "utility_target", "occupancy_floor", "occupancy")
     defaults: ClassVar[dict[str, Any]] = {
         "normalize_obs": False,  # the local state is read off the raw one-hot observation
         "actor_input": "khop",  # "policy factorization": π^i(a_i | s_{N_i^κ}), the κ-hop localised policy
