@@ -4,8 +4,9 @@ Each algorithm is a small subclass of :class:`~agentd.learner.base.Learner` that
 policy loss and, if it has dual variables, ``_make_coefs`` / ``before_update`` / ``after_update``;
 its class attribute ``defaults`` holds the hyperparameters its paper changes (each cited) and
 ``config_keys`` the LearnerConfig fields it reads beyond config.COMMON_KEYS. The off-policy
-baselines share :class:`~agentd.learner.offpolicy.OffPolicyLearner`. Registering a class in
-:data:`ALGOS` makes it selectable by name.
+baselines share :class:`~agentd.learner.offpolicy.OffPolicyLearner`, the Lagrangian ones
+:class:`~agentd.learner.lagrangian.CostLagrangian`. Registering a class in :data:`ALGOS` makes it
+selectable by name.
 """
 from __future__ import annotations
 

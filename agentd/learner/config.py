@@ -74,7 +74,7 @@ class LearnerConfig:
     lambda_init: float = 0.001  # initial λ_u (omnisafe PPOLag lagrangian_multiplier_init)
     lambda_lr: float = 0.035  # step size of λ_u on −λ_u·(J_u − c_u) (omnisafe PPOLag lambda_lr)
     lambda_max: float = 0.0  # ceiling of λ_u; 0 = none (omnisafe lagrangian_upper_bound, None for PPOLag)
-    # how A and the A_u combine (dec_mappo_l.py): "normalised" (Â − Σλ_u·Â_u)/(1 + Σλ_u), omnisafe PPOLag;
+    # how A and the A_u combine (lagrangian.py): "normalised" (Â − Σλ_u·Â_u)/(1 + Σλ_u), omnisafe PPOLag;
     # "plain" Â − Σλ_u·Â_u, SafePO / MACPO-repo MAPPO-L; "eq21" Â − Σλ_u·(Â_u + d_u), dec-mappo-l.md eq. 21 literally
     lagrangian_form: str = "normalised"
     # a named set of the values above reproducing a reference (defaults.PRESETS), e.g. "safepo" for SafePO's
