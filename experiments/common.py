@@ -283,16 +283,16 @@ def learned_policy_table(run_dir: Path, agent: int, obs: np.ndarray) -> np.ndarr
     """
     import torch
 
-    from agentd.learner import LearnerConfig, make_learner
+    from agentd.learner import ALGOS, make_learner
     from agentd.learner.base import Learner
     from envserver.tasks import task_spec
 
     cfg = json.loads((run_dir / "config.json").read_text())
     lc = json.loads((run_dir / f"agent-{agent}" / "learner_config.json").read_text())
-    fields = set(LearnerConfig.__dataclass_fields__)
+    used = ALGOS[lc["algo"]].used_keys()  # the file holds the whole flat config, every algorithm's fields
     spec = task_spec(cfg["task"])
     learner = make_learner(lc["algo"], spec.agents[agent], int(lc["critic_dim"]), spec.n_agents, int(cfg["envs"]),
-                           seed=0, overrides={k: v for k, v in lc.items() if k in fields})
+                           seed=0, overrides={k: v for k, v in lc.items() if k in used}, task="")
     ckpt = Learner.latest_checkpoint(run_dir / f"agent-{agent}" / "checkpoints")
     if ckpt is None:
         raise FileNotFoundError(f"no checkpoint for agent {agent} in {run_dir}")
