@@ -80,7 +80,6 @@ def validate(cfg: RunConfig):
     """Check everything a user can get wrong before any process starts; return (spec, graph).
     Also settles κ when the user gave none (``cfg.kappa`` is None): see :func:`default_kappa`."""
     from agentd.learner import algo_names, learner_config
-    from agentd.learner.defaults import defaults_for
     from envserver.tasks import task_spec
 
     try:
@@ -101,7 +100,7 @@ def validate(cfg: RunConfig):
     elif not cfg.kappa_rule:
         cfg.kappa_rule = "--kappa"
     try:
-        learner = learner_config(cfg.algo, {**defaults_for(cfg.task), **learner_overrides(cfg.overrides, cfg.actor_input)})
+        learner = learner_config(cfg.algo, learner_overrides(cfg.overrides, cfg.actor_input), task=cfg.task)
     except ValueError as err:
         raise LaunchError(str(err)) from None
     if learner.actor_input == "khop" and cfg.actor_mask:
