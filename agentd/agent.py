@@ -37,7 +37,7 @@ log = logging.getLogger("agentd")
 @dataclass(kw_only=True)
 class AgentConfig(CommConfig):
     """`agentd`'s options (the communication ones are CommConfig's); `khop run` writes them with
-    compose/run_config.py process_args, from these same declarations."""
+    compose/run/config.py process_args, from these same declarations."""
     agent: int = option(help="this agent's node id in the topology", flag="--id", parse=int)
     env: str = option(help="envserver endpoint, e.g. tcp://127.0.0.1:5555", parse=str)
     topology: Path = option(help="topology file whose nodes carry an 'address' (the agent's inbox endpoint; "

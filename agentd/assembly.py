@@ -1,6 +1,6 @@
 """The assembly of one agent: relay plan, actor input, learner, update exchange and
 learner_config.json, built the same way by the agent process (agentd/agent.py) and by the
-in-process runner (compose/inprocess.py).
+in-process runner (compose/run/inprocess.py).
 
 Why one function: the two modes must differ only in their transport (sockets or memory) and in
 who owns the loop. Everything an agent *is* — what its critic and actor see, which learner and

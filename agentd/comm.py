@@ -3,7 +3,7 @@
 `khop run`, `khop sweep`, `khop compose` and `agentd` all take these options under the same names;
 each builds or parses its command line from these fields (envserver/options.py), and the range
 rules live in :meth:`CommConfig.validate`. The rules that need the task and the graph (the round
-slot against the envserver's deadline, timed links in process) are the run's (compose/run_config.py).
+slot against the envserver's deadline, timed links in process) are the run's (compose/run/config.py).
 """
 from __future__ import annotations
 

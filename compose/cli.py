@@ -8,9 +8,10 @@ from pathlib import Path
 from agentd.comm import CommConfig
 from envserver.options import add_arguments, flags, from_namespace, names
 
-from . import compose_file, keys
-from .launcher import Launch
-from .run_config import LaunchError, RunConfig, resume_config
+from .containers import compose_file
+from .run import keys
+from .run.launcher import Launch
+from .run.config import LaunchError, RunConfig, resume_config
 
 
 class _Parser(argparse.ArgumentParser):

@@ -2,7 +2,7 @@
 counters, the finished episodes (episodes.jsonl) and status.json.
 
 Why a module of its own: the socket server (server.py) and the in-process runner
-(compose/inprocess.py) must count steps, close episodes and report status identically, or the
+(compose/run/inprocess.py) must count steps, close episodes and report status identically, or the
 two modes drift; each owns a Lockstep and differs only in how the actions arrive.
 """
 from __future__ import annotations

@@ -33,7 +33,7 @@ log = logging.getLogger("envserver")
 @dataclass(kw_only=True)
 class ServerConfig:
     """`envserver`'s options, declared once: its command line is parsed from them and `khop run`
-    writes it from them (compose/run_config.py process_args)."""
+    writes it from them (compose/run/config.py process_args)."""
     task: str = option(help="task name (see `khop tasks`)", parse=str)
     bind: str = option("tcp://127.0.0.1:5555", "ZeroMQ endpoint to bind the ROUTER on")
     envs: int = option(8, "parallel env copies stepped in lockstep", check=at_least(1))

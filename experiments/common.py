@@ -152,7 +152,7 @@ def run_cells(cells: list[Cell], group: str, workers: int = 2, fresh: bool = Fal
     Each `khop run` dies with this script (SIGTERM: it stops its agents, which checkpoint), so a
     killed script leaves resumable cells, never a run still writing into its directory. With
     ``record``, each cell's record (:func:`cell_record`) is written as soon as it finishes."""
-    from compose.launcher import die_with_parent
+    from compose.run.launcher import die_with_parent
 
     todo: list[tuple[Cell, str]] = []
     for c in cells:

@@ -312,9 +312,9 @@ class Engine:
         return tag
 
     def build_image(self, tag: str = "khop:test", root: Path = ROOT) -> str:
-        """compose/Dockerfile, FROM the local base, adding only the project (--no-deps)."""
+        """compose/containers/Dockerfile, FROM the local base, adding only the project (--no-deps)."""
         base = self.base_image(root)
-        self.docker("build", "-q", "-f", str(root / "compose" / "Dockerfile"), "--build-arg", f"BASE={base}",
+        self.docker("build", "-q", "-f", str(root / "compose" / "containers" / "Dockerfile"), "--build-arg", f"BASE={base}",
                     "--build-arg", "INSTALL_DEPS=0", "-t", tag, str(root), timeout=900)
         return tag
 

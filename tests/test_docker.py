@@ -1,5 +1,5 @@
 """`khop compose` on a real Docker engine: a private dockerd in a network namespace of its own
-(tests/docker_env.py), the image built from compose/Dockerfile, then one training run of 6 agent
+(tests/docker_env.py), the image built from compose/containers/Dockerfile, then one training run of 6 agent
 containers in which one agent container is killed (it restarts and resumes from its checkpoint),
 one is paused (a hung node) and one is cut off the network, while the others carry on; the run
 completes and `khop report` works on the volume's run directory from the host.

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from compose.run_config import RunConfig, validate
+from compose.run.config import RunConfig, validate
 
 
 @pytest.mark.parametrize("algo, topology, expected", [
@@ -43,7 +43,7 @@ def test_run_records_the_effective_kappa(tmp_path):
     ("dpo", None, "local"), ("mappo-l", None, "local"), ("dec-mappo-l", "local", "local"), ("ippo", "khop", "khop"),
 ])
 def test_actor_input_default_follows_the_paper_and_is_recorded(algo, flag, expected):
-    from compose.run_config import run_record
+    from compose.run.config import run_record
 
     cfg = RunConfig(algo=algo, actor_input=flag)
     spec, graph = validate(cfg)

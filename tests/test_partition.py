@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from compose.launcher import spawn
-from compose.run_config import RunConfig, process_args
+from compose.run.launcher import spawn
+from compose.run.config import RunConfig, process_args
 from topologies import generate, save_topology
 
 pytestmark = pytest.mark.slow

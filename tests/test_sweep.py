@@ -39,7 +39,7 @@ def test_every_run_option_is_a_sweep_key_under_its_own_name(tmp_path):
     """The sweep takes `khop run`'s options by their flag names, and each cell's `khop run` command
     line carries them (parsed back by `khop run`'s own parser into the same RunConfig)."""
     from compose.cli import build_parser
-    from compose.run_config import RunConfig
+    from compose.run.config import RunConfig
     from compose.sweep.runner import run_command
     from compose.sweep.spec import NOT_FOR_SWEEP
     from envserver.options import flags, from_namespace
@@ -124,7 +124,7 @@ def test_interrupted_sweep_resumes_and_skips_finished_cells(tmp_path):
 
 
 def test_half_written_cell_is_unfinished(tmp_path):
-    from compose.run_config import RunConfig
+    from compose.run.config import RunConfig
 
     cfg = RunConfig(run_dir=tmp_path / "c", kappa=1)  # a sweep cell always names its κ
     assert cell_state(tmp_path / "c", cfg) == "absent"

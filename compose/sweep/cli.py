@@ -7,7 +7,7 @@ from pathlib import Path
 
 from envserver.options import declared, flag_of
 
-from ..run_config import RunConfig
+from ..run.config import RunConfig
 from .report import write_sweep_report
 from .runner import Sweep
 from .spec import AXES, FIXED, SweepSpec

@@ -13,7 +13,7 @@ from typing import Any
 
 from envserver.options import names, to_argv
 
-from ..run_config import LaunchError, RunConfig, validate
+from ..run.config import LaunchError, RunConfig, validate
 from .report import write_sweep_report
 from .spec import Cell, SweepError, SweepSpec
 

@@ -4,7 +4,7 @@ A sweep spec takes every `khop run` option under the same name (the flag without
 ``heartbeat-timeout`` or ``heartbeat_timeout``, or the RunConfig field, ``heartbeat_timeout_s``);
 the options in :data:`AXES` may list several values (a list, or a comma-separated string), and the
 grid is every combination of them. Each value is parsed and range-checked by the option's own
-declaration (compose/run_config.py RunConfig, agentd/comm.py CommConfig).
+declaration (compose/run/config.py RunConfig, agentd/comm.py CommConfig).
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from typing import Any
 
 from envserver.options import OptionError, cast, flags, names
 
-from ..run_config import LaunchError, RunConfig
+from ..run.config import LaunchError, RunConfig
 
 #: options a sweep may list; every cell takes one value of each (the sweep's default in brackets)
 AXES = ("task", "algo", "relay", "kappa", "comm_budget", "seed", "steps", "envs", "topology")

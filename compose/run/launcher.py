@@ -23,8 +23,8 @@ from topologies import save_topology
 
 from .inprocess import run_inprocess
 from .progress import ProgressBar, TailState, tail_episodes
-from .report import write_report
-from .run_config import LaunchError, RunConfig, comm_plan, process_args, run_record, validate
+from ..report import write_report
+from .config import LaunchError, RunConfig, comm_plan, process_args, run_record, validate
 from .supervisor import RestartPolicy, Supervisor
 
 PR_SET_PDEATHSIG = 1

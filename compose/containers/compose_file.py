@@ -12,7 +12,7 @@ What it writes, for `-o DIR/RUN.yaml`:
 
 Both JSON files reach the containers as Compose `configs` (bind mounts on one machine, Swarm configs
 on a Swarm) under /khop; the envserver's container copies them into the run directory when it
-starts (compose/entrypoint.sh), so the run directory looks like a `khop run` one and `khop report`
+starts (compose/containers/entrypoint.sh), so the run directory looks like a `khop run` one and `khop report`
 works on it. The run directory is /runs/<run> on a named volume.
 
 The file keeps to what both loaders accept — the Compose Specification (`docker compose`) and the
@@ -33,7 +33,7 @@ from topologies import save_topology
 
 from envserver.options import from_namespace
 
-from .run_config import LaunchError, RunConfig, process_args, run_record, validate
+from ..run.config import LaunchError, RunConfig, process_args, run_record, validate
 
 ENV_PORT = 5555
 AGENT_PORT = 7000
@@ -115,7 +115,7 @@ def compose_document(args: dict[str, list[str]], *, name: str, image: str, volum
         return svc
 
     env = service("envserver", "envserver", args["envserver"], ENV_PORT, restart=False)
-    # the envserver copies the run record into the run directory on start (compose/entrypoint.sh)
+    # the envserver copies the run record into the run directory on start (compose/containers/entrypoint.sh)
     env["environment"]["KHOP_RUN_DIR"] = str(run_dir)
     env["configs"].append({"source": "run-config", "target": str(RECORD / "config.json")})
     services = {"envserver": env}
@@ -151,7 +151,7 @@ def _header(cfg: RunConfig, spec, name: str, files: dict[str, Path], volume: str
         f"# written by: {shlex.join(['khop', *sys.argv[1:]]) if sys.argv[1:2] == ['compose'] else 'khop compose'}",
         f"# with {files['topology'].name} and {files['config'].name} beside it (mounted as configs).",
         "#",
-        "# one machine:  docker build -f compose/Dockerfile -t khop .   (from the khop checkout)",
+        "# one machine:  docker build -f compose/containers/Dockerfile -t khop .   (from the khop checkout)",
         f"#               docker compose -f {f} -p {name} up -d",
         f"#               docker compose -f {f} -p {name} logs -f envserver",
         f"#               run directory: {RUNS / name} on volume {volume}",
@@ -231,7 +231,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--name", default=None,
                    help="run name: run directory /runs/<name> and Swarm stack name (default "
                         "<task>-<algo>-k<κ>-s<seed>-<time>)")
-    p.add_argument("--image", default="khop", help="the image built from compose/Dockerfile (default khop)")
+    p.add_argument("--image", default="khop", help="the image built from compose/containers/Dockerfile (default khop)")
     p.add_argument("--volume", default=None, help="named volume for /runs (default khop-<name>)")
     p.add_argument("--nfs", default=None, metavar="SERVER:/EXPORT",
                    help="back the volume by NFS so every Swarm node shares one run directory")
