@@ -55,8 +55,9 @@ class CommConfig:
     link_bandwidth_bps: float = option(0.0, "emulated link rate in bits/s, 0 = unlimited (edge attribute "
                                             "bandwidth_bps)")
     round_timeout_ms: float | None = option(
-        None, "relay round slot length (default: the link timeout on reliable links; 100 ms + 2 × worst link "
-              "latency when a link is lossy)", parse=optional_float, check=positive)
+        None, "relay round slot length (default: 100 ms + 2 × worst link latency when a link is lossy, else the "
+              "link timeout; never more than the rounds' share of half the envserver's deadline)",
+        parse=optional_float, check=positive)
     link_timeout_s: float = option(30.0, "seconds of silence after which a neighbour is no longer waited for in an "
                                          "exchange (default 30)", flag="--link-timeout", metavar="S", check=positive)
     heartbeat_timeout_s: float = option(5.0, "a neighbour silent this long during an exchange is down (presence 0, "
