@@ -99,7 +99,7 @@ class Agent:
         self.relay = KHopRelay(RelayNode(me, plan), self.links, link_timeout_s=cfg.link_timeout_s,
                                round_timeout_s=round_timeout)
         self.core = build_core(me, cfg, self.graph, plan, team, self.relay.node, self.dir, self.incarnation,
-                               LinkMailbox(self.links, self.relay), self._comm_counters,
+                               LinkMailbox(self.links), self._comm_counters,
                                describe={"round_timeout_s": round_timeout,
                                          "links": {str(p): dataclasses.asdict(s) for p, s in my_links.items()}},
                                is_silent=lambda peer: peer in self.links.liveness.down)

@@ -30,18 +30,18 @@ class Mailbox(Protocol):
 
 
 class LinkMailbox:
-    """Update-phase messages over an agent's :class:`~agentd.links.NeighbourLinks`. Relay STATE
-    messages that arrive meanwhile go back to the relay (:meth:`~agentd.relay.KHopRelay.stash`);
-    update messages that are not (yet) wanted are kept until asked for."""
+    """Update-phase messages over an agent's :class:`~agentd.links.NeighbourLinks`, from its one
+    inbox: relay STATE frames read while waiting stay queued there for the relay
+    (``links.states``); update messages that are not (yet) wanted stay until asked for."""
 
-    def __init__(self, links: Any, relay: Any) -> None:
-        self.links, self.relay = links, relay
+    def __init__(self, links: Any) -> None:
+        self.links = links
 
     def send(self, peer: int, frames: list) -> None:
         self.links.send(peer, frames, "update")
 
     def wait(self, peer: int, match: Callable[[P.Message], bool], deadline: float) -> P.Message | None:
-        pending = self.relay.update_msgs
+        pending = self.links.updates
         while True:
             for k, (src, msg) in enumerate(pending):
                 if src == peer and match(msg):
@@ -50,12 +50,10 @@ class LinkMailbox:
             now = self.links.clock()
             if now >= deadline:
                 return None
-            item = self.links.recv(min(deadline - now, 0.2) * 1000)
-            if item is not None:
-                self.relay.stash(*item)
+            self.links.pull(min(deadline - now, 0.2) * 1000)
 
     def discard(self, stale: Callable[[P.Message], bool]) -> None:
-        self.relay.update_msgs[:] = [(src, m) for src, m in self.relay.update_msgs if not stale(m)]
+        self.links.updates[:] = [(src, m) for src, m in self.links.updates if not stale(m)]
 
 
 class MemoryPost:
