@@ -49,7 +49,8 @@ class AgentCore:
             self._record_resume(latest)
         (agent_dir / "learner_config.json").write_text(json.dumps(
             {"algo": algo, "critic_dim": critic_dim, **(describe or {}),
-             **dataclasses.asdict(self.learner.cfg)}, indent=1))
+             **{k: v for k, v in dataclasses.asdict(self.learner.cfg).items() if k in self.learner.used_keys()}},
+            indent=1))
         self.metrics = JsonlWriter(agent_dir / "metrics.jsonl")
         self.last_t = -1
 

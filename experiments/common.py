@@ -289,7 +289,7 @@ def learned_policy_table(run_dir: Path, agent: int, obs: np.ndarray) -> np.ndarr
 
     cfg = json.loads((run_dir / "config.json").read_text())
     lc = json.loads((run_dir / f"agent-{agent}" / "learner_config.json").read_text())
-    used = ALGOS[lc["algo"]].used_keys()  # the file holds the whole flat config, every algorithm's fields
+    used = ALGOS[lc["algo"]].used_keys()  # files written before the algorithms owned their keys hold every field
     spec = task_spec(cfg["task"])
     learner = make_learner(lc["algo"], spec.agents[agent], int(lc["critic_dim"]), spec.n_agents, int(cfg["envs"]),
                            seed=0, overrides={k: v for k, v in lc.items() if k in used}, task="")

@@ -241,6 +241,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def cmd_compose(args: argparse.Namespace) -> int:
     cfg = from_namespace(RunConfig, args, progress=False)
     validate(cfg)  # settles a default κ before the name uses it
+    for line in cfg.warnings:
+        print(f"khop compose: warning: {line}", file=sys.stderr)
     name = args.name or f"{cfg.task}-{cfg.algo}-k{cfg.kappa}-s{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
     files = render(cfg, name, image=args.image, volume=args.volume, nfs=args.nfs, out=args.output)
     f = files["compose"]

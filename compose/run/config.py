@@ -52,6 +52,7 @@ class RunConfig(CommConfig):
     curve: Path | None = option(None, "CurveZMQ on every socket with the keys in DIR (`khop keys`); only listed "
                                       "keys connect", parse=Path, metavar="DIR")
     kappa_rule: str = field(default="")  # where the effective κ came from (set by validate(), in config.json)
+    warnings: list[str] = field(default_factory=list)  # what would make the run meaningless (validate(), config.json)
 
 
 #: RunConfig's own options (the rest are the communication options)
@@ -108,6 +109,7 @@ def validate(cfg: RunConfig):
                           "already sees its κ-ball's presence bits: pass --actor-input local with --actor-mask")
     cfg.actor_input = learner.actor_input
     _validate_links(cfg, spec, graph)
+    cfg.warnings = start_warnings(cfg, spec, graph)
     if cfg.curve is not None:
         from .keys import check_keys
 
@@ -140,6 +142,28 @@ def _validate_links(cfg: RunConfig, spec, graph) -> None:
             raise LaunchError(f"--round-timeout-ms {cfg.round_timeout_ms:g} exceeds {limit_ms:g} ms: the relay rounds "
                               f"of a step may take at most half the --deadline of {cfg.deadline_s:g} s, or an agent "
                               "waiting for a dead neighbour misses the deadline and its neighbours follow")
+
+
+def start_warnings(cfg: RunConfig, spec, graph) -> list[str]:
+    """One line for each setting that runs but would make the run silently meaningless."""
+    from agentd.learner import ALGOS
+
+    out = []
+    if ALGOS[cfg.algo].uses_costs and not spec.n_costs:
+        out.append(f"{cfg.algo} is a cost-constrained learner but {cfg.task} has no cost: it trains as its "
+                   "unconstrained base (λ/ν never move)")
+    d = diameter(graph)
+    if cfg.kappa > d:
+        out.append(f"--kappa {cfg.kappa} exceeds the graph's diameter {d}: every κ-ball is already the whole graph, "
+                   f"so κ = {d} sees the same")
+    if cfg.comm_budget is not None and cfg.kappa > 0:
+        plan = comm_plan(cfg, spec, graph)
+        if plan.level.hops == 0:
+            need = max(plan.costs("f2", 1).values()) / (cfg.envs * cfg.budget_max_period)
+            out.append(f"--comm-budget {cfg.comm_budget:g} bytes is less than one relay message (float16 1-hop rows "
+                       f"every {cfg.budget_max_period} steps need {need:.0f} bytes per env step): agents send no "
+                       "state and every critic sees only its own rows")
+    return out
 
 
 def default_kappa(algo: str, graph) -> tuple[int, str]:

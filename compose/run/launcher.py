@@ -72,6 +72,9 @@ class Launch:
         self.cfg = cfg
         self.resume = resume
         self.spec, self.graph = validate(cfg)
+        if not resume:
+            for line in cfg.warnings:
+                print(f"khop run: warning: {line}", file=sys.stderr)
         stamp = time.strftime("%Y%m%d-%H%M%S")
         self.dir = cfg.run_dir or Path("runs") / f"{cfg.task}-{cfg.algo}-k{cfg.kappa}-s{cfg.seed}-{stamp}"
         if (self.dir / "config.json").exists() and not resume:
