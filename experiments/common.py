@@ -234,7 +234,9 @@ def beta_at_floor(run_dir: Path) -> float | None:
     for learners without β."""
     at_floor = []
     for d in sorted(run_dir.glob("agent-*")):
-        floor = json.loads((d / "learner_config.json").read_text())["beta_min"]
+        floor = json.loads((d / "learner_config.json").read_text()).get("beta_min")
+        if floor is None:  # the algorithm has no β (its config holds only the keys it reads)
+            continue
         rows = [json.loads(line) for line in (d / "metrics.jsonl").read_text().splitlines() if line.strip()]
         betas = [[v for k, v in r.items() if k in ("beta1", "beta2")] for r in rows]
         betas = [b for b in betas[len(betas) // 2:] if b]
