@@ -9,11 +9,10 @@ update (bootstrapped on s_t) → act on obs_t (plus the neighbours' presence bit
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,41 +20,39 @@ import zmq
 
 from envserver import protocol as P
 from envserver.curve import SERVER_NAME, Curve, agent_name
-from envserver.tasks.base import AgentSpec
+from envserver.options import at_least, option, positive
 from topologies import load_topology, neighbours
 
-from .core import AgentCore
+from .assembly import Team, build_core, relay_plan
+from .comm import CommConfig
 from .envlink import EnvLink
 from .learner import Learner
-from .links import LinkSpec, NeighbourLinks, link_specs
-from .relay import (DEFAULT_MAX_PERIOD, KHopRelay, RelayNode, RelayPlan, actor_input, deadline_round_timeout_s,
-                    default_round_timeout_s)
-from .update_phase import LinkMailbox, update_protocol
+from .links import NeighbourLinks, link_specs
+from .relay import KHopRelay, RelayNode, actor_input, deadline_round_timeout_s, default_round_timeout_s
+from .update_phase import LinkMailbox
 
 log = logging.getLogger("agentd")
 
 
-@dataclass
-class AgentConfig:
-    agent: int
-    env: str  # envserver endpoint
-    topology: Path  # the run's topology file: node attribute "address" is each agent's inbox (optional "bind")
-    kappa: int = 1
-    algo: str = "dpo"
-    run_dir: Path = Path("run")
-    seed: int = 0
-    overrides: dict = field(default_factory=dict)
-    checkpoint_every: int = 10  # updates
-    link_timeout_s: float = 30.0
-    join_timeout_s: float = 300.0
-    relay: str = "sync"  # "sync" | "async" (agentd/relay.py)
-    comm_budget: float | None = None  # bytes per agent per env step (one transition of one env copy)
-    budget_max_period: int = DEFAULT_MAX_PERIOD
-    link: LinkSpec = LinkSpec()  # emulated defaults for every link; topology edge attributes override
-    round_timeout_s: float | None = None  # None: derived (see relay.default_round_timeout_s)
-    actor_mask: bool = False  # actor input = own obs + direct neighbours' presence bits
-    heartbeat_timeout_s: float = 5.0  # a neighbour silent this long within an exchange is down (agentd/liveness.py)
-    curve: Path | None = None  # CurveZMQ key directory (envserver/curve.py); None: plaintext
+@dataclass(kw_only=True)
+class AgentConfig(CommConfig):
+    """`agentd`'s options (the communication ones are CommConfig's); `khop run` writes them with
+    compose/run/config.py process_args, from these same declarations."""
+    agent: int = option(help="this agent's node id in the topology", flag="--id", parse=int)
+    env: str = option(help="envserver endpoint, e.g. tcp://127.0.0.1:5555", parse=str)
+    topology: Path = option(help="topology file whose nodes carry an 'address' (the agent's inbox endpoint; "
+                                 "optional 'bind', what it binds)", parse=Path)
+    kappa: int = option(1, "hops of state relayed to this agent's critic", check=at_least(0))
+    algo: str = option("dpo", "learner (see `khop algos`)")
+    seed: int = option(0, "seed of this agent's learner (with its id)")
+    run_dir: Path = option(Path("run"), "the run directory; this agent writes agent-<id>/ in it")
+    checkpoint_every: int = option(10, "updates between checkpoints", check=at_least(1))
+    join_timeout_s: float = option(300.0, "seconds to wait for the envserver's WELCOME", flag="--join-timeout",
+                                   check=positive)
+    curve: Path | None = option(None, "CurveZMQ key directory (`khop keys`): encrypt every socket, admit only "
+                                      "listed keys", parse=Path, metavar="DIR")
+    overrides: list[str] = option(default_factory=list, help="learner hyperparameter, repeatable", flag="--set",
+                                  repeat=True, metavar="KEY=VALUE")
 
 
 class Agent:
@@ -76,18 +73,14 @@ class Agent:
         self.env = self.envlink.sock
 
     def _setup(self, welcome: P.Message) -> None:
-        me = self.cfg.agent
-        n = welcome["n_agents"]
-        if self.graph.number_of_nodes() != n:
-            raise ValueError(f"topology has {self.graph.number_of_nodes()} nodes but the task has {n} agents")
-        self.E = welcome["n_envs"]
-        specs = [AgentSpec(**a) for a in welcome["agents"]]
-        self.spec = specs[me]
-        self.n_costs = len(welcome["cost_names"])
+        me, cfg = self.cfg.agent, self.cfg
+        team = Team.from_welcome(welcome)
+        if self.graph.number_of_nodes() != len(team.agents):
+            raise ValueError(f"topology has {self.graph.number_of_nodes()} nodes but the task has "
+                             f"{len(team.agents)} agents")
+        self.E, self.spec = team.n_envs, team.agents[me]
         peers = {j: self.graph.nodes[j]["address"] for j in neighbours(self.graph, me)}
-        cfg = self.cfg
-        plan = RelayPlan(self.graph, cfg.kappa, [s.obs_dim for s in specs], self.E, cfg.relay, cfg.comm_budget,
-                         cfg.budget_max_period)
+        plan = relay_plan(self.graph, cfg.kappa, cfg, team)
         # every agent derives the same slot length from the whole graph, so the round slots line up
         every_link = {(u, v): spec for u in self.graph for v, spec in link_specs(self.graph, u, cfg.link).items()}
         slot_limit = deadline_round_timeout_s(plan, welcome["deadline_s"])
@@ -103,26 +96,13 @@ class Agent:
         self.links = NeighbourLinks(self.ctx, me, node.get("bind", node["address"]), peers,
                                     emulation=my_links, seed=cfg.seed, budget=plan.token_bucket(),
                                     heartbeat_timeout_s=cfg.heartbeat_timeout_s, curve=self.curve)
-        relay_node = RelayNode(me, plan)
-        self.relay = KHopRelay(relay_node, self.links, link_timeout_s=cfg.link_timeout_s,
+        self.relay = KHopRelay(RelayNode(me, plan), self.links, link_timeout_s=cfg.link_timeout_s,
                                round_timeout_s=round_timeout)
-        actor_spec = self.spec
-        if cfg.actor_mask:
-            actor_spec = dataclasses.replace(self.spec, obs_dim=self.spec.obs_dim + len(relay_node.neighbours))
-        ball = relay_node.ball
-        protocol_for = functools.partial(update_protocol, me, self.graph, plan, cfg.seed,
-                                         LinkMailbox(self.links, self.relay), slot_s=cfg.link_timeout_s,
-                                         is_silent=lambda peer: peer in self.links.liveness.down)
-        self.core = AgentCore(me, cfg.algo, actor_spec, self.relay.critic_dim, n, self.E, welcome["task"],
-                              cfg.seed, cfg.overrides, self.dir, cfg.checkpoint_every,
-                              self.incarnation, comm_counters=self._comm_counters,
-                              describe={"kappa": cfg.kappa, "neighbours": sorted(peers),
-                                        "khop_ball": {str(k): v for k, v in ball.items()},
-                                        "comm_plan": plan.describe(me), "round_timeout_s": round_timeout,
-                                        "links": {str(p): dataclasses.asdict(s) for p, s in my_links.items()},
-                                        "actor_mask": cfg.actor_mask},
-                              cost_limits=welcome["cost_limits"], episode_length=welcome["episode_length"],
-                              protocol_for=protocol_for)
+        self.core = build_core(me, cfg, self.graph, plan, team, self.relay.node, self.dir, self.incarnation,
+                               LinkMailbox(self.links), self._comm_counters,
+                               describe={"round_timeout_s": round_timeout,
+                                         "links": {str(p): dataclasses.asdict(s) for p, s in my_links.items()}},
+                               is_silent=lambda peer: peer in self.links.liveness.down)
 
     def _comm_counters(self) -> dict:
         return {**self.links.counters.totals(), **self.links.counters.by_phase(), **self.relay.stats(),
@@ -152,8 +132,7 @@ class Agent:
                         log.warning("agent %d says HELLO again: %s", self.cfg.agent, why)
                         self.envlink.hello(resume=True)
                     continue
-                msg = P.decode(self.env.recv_multipart(copy=True))
-                self.envlink.heard()
+                msg = self.envlink.recv()
                 if msg.type == "BYE":
                     reason = msg["reason"]
                     break
@@ -184,8 +163,7 @@ class Agent:
         a = msg.arrays
         action = self.core.step(t, actor_input(obs, self.relay.node, self.cfg.actor_mask), critic_in, a["reward"],
                                 a["cost"], a["terminated"] | a["truncated"])
-        P.send(self.env, P.encode("ACT", {"agent": self.cfg.agent, "t": t}, {"action": action}), block=True)
-        self.envlink.sent()
+        self.envlink.act(t, action)
 
     def install_signal_handlers(self) -> None:
         def stop(signum: int, _frame: object) -> None:

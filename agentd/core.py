@@ -21,7 +21,6 @@ from envserver.tasks.base import AgentSpec
 
 from .learner import Learner, make_learner
 from .learner.checkpoint import state_digest
-from .learner.defaults import defaults_for
 
 
 class AgentCore:
@@ -39,9 +38,9 @@ class AgentCore:
         self.comm_counters = comm_counters
         # cost_limits / episode_length: constrained learners (DEC-MAPPO-L, …) build a cost critic per limit
         self.learner: Learner = make_learner(algo, spec, critic_dim, n_agents, n_envs, seed=seed * 1000 + agent,
-                                             overrides={**defaults_for(task), **overrides},
+                                             overrides=overrides, task=task,
                                              cost_limits=tuple(cost_limits), episode_length=episode_length)
-        # the exchange with the neighbours this learner's update needs, if any (agentd/update_phase.py)
+        # the exchange with the neighbours this learner's update needs, if any (agentd/assembly.py)
         self.protocol = protocol_for(self.learner)
         latest = Learner.latest_checkpoint(self.ckpt_dir)
         self.resumed_from = latest
@@ -50,7 +49,8 @@ class AgentCore:
             self._record_resume(latest)
         (agent_dir / "learner_config.json").write_text(json.dumps(
             {"algo": algo, "critic_dim": critic_dim, **(describe or {}),
-             **dataclasses.asdict(self.learner.cfg)}, indent=1))
+             **{k: v for k, v in dataclasses.asdict(self.learner.cfg).items() if k in self.learner.used_keys()}},
+            indent=1))
         self.metrics = JsonlWriter(agent_dir / "metrics.jsonl")
         self.last_t = -1
 

@@ -18,6 +18,7 @@ import logging
 import time
 from typing import Callable
 
+import numpy as np
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
@@ -95,13 +96,16 @@ class EnvLink:
         self.deadline_s = float(msg["deadline_s"])
         return restarted
 
-    def heard(self) -> None:
-        """A message came from the envserver."""
+    def recv(self) -> P.Message:
+        """The envserver's next message (call when the socket is readable)."""
+        msg = P.decode(self.sock.recv_multipart(copy=True))
         self._quiet_since = time.monotonic()
         self._silence_factor = 1
+        return msg
 
-    def sent(self) -> None:
-        """An ACT went out; the next STEP may take up to a deadline."""
+    def act(self, t: int, action: np.ndarray) -> None:
+        """This agent's ACT for step ``t``; the next STEP may take up to a deadline."""
+        P.send(self.sock, P.encode("ACT", {"agent": self.agent, "t": t}, {"action": action}), block=True)
         self._quiet_since = time.monotonic()
 
     def needs_hello(self) -> str | None:

@@ -38,7 +38,7 @@ import heapq
 import logging
 import math
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -262,6 +262,9 @@ class NeighbourLinks:
                           if p in self.peers and not spec.ideal}
         self.timed = any(e.spec.timed for e in self.emulators.values())
         self._held: list[tuple[float, int, int, P.Message, int]] = []  # (due, seq, peer, msg, bytes)
+        # the one inbox, sorted by kind: delivered messages that their consumer has not taken yet
+        self.states: deque[tuple[int, P.Message]] = deque()  # STATE frames, for the relay
+        self.updates: list[tuple[int, P.Message]] = []  # TOKEN / QVALS, for the update phase
         self._seq = 0
         self.curve = curve
         self.inbox = ctx.socket(zmq.ROUTER)
@@ -434,6 +437,24 @@ class NeighbourLinks:
                 continue
             if self.clock() >= end and not (self._held and self._held[0][0] <= self.clock()):
                 return None
+
+    def pull(self, timeout_ms: float) -> bool:
+        """Take one delivered message into the queue of its kind (:attr:`states` for the relay,
+        :attr:`updates` for the update phase); False when none is due within the timeout. Whoever
+        reads the wire sorts what it reads, so neither consumer loses the other's messages."""
+        item = self.recv(timeout_ms)
+        if item is None:
+            return False
+        (self.states if item[1].type == "STATE" else self.updates).append(item)
+        return True
+
+    def next_state(self, timeout_ms: float) -> tuple[int, P.Message] | None:
+        """The next STATE frame (queued, or read within the timeout), or None."""
+        end = self.clock() + max(0.0, timeout_ms) / 1000
+        while not self.states:
+            if not self.pull(max(0.0, end - self.clock()) * 1000):
+                return None
+        return self.states.popleft()
 
     @property
     def pending(self) -> int:

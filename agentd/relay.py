@@ -351,7 +351,6 @@ class KHopRelay:
         self.liveness = links.liveness  # who is down: not awaited until they speak
         self.lossy = {p for p, e in links.emulators.items() if e.spec.loss > 0}
         self._early: dict[tuple[int, int], dict[int, P.Message]] = defaultdict(dict)
-        self.update_msgs: list[tuple[int, P.Message]] = []  # TOKEN/QVALS read during a round, for the learner
         self._at = (-1, 0)  # the (step, round) being gathered, or the last one closed
         self._early_keys = 2 * (node.plan.kappa + 1)  # (step, round) keys kept ahead: the newest
         self.round_timeouts = 0  # expected messages still missing at a slot deadline
@@ -408,25 +407,23 @@ class KHopRelay:
                 self.round_timeouts += len(waiting)
                 self.liveness.declare_down(p for p in waiting if p not in self.lossy)
                 break
-            item = self.links.recv(min(deadline - now, 0.2) * 1000 if waiting else 0)
+            item = self.links.next_state(min(deadline - now, 0.2) * 1000 if waiting else 0)
             if item is None:
                 if not waiting:
                     break  # nothing more delivered and nobody left to wait for
                 continue
             peer, msg = item
-            if msg.type == "STATE" and (msg["t"], msg["round"]) == (t, rnd):
+            if (msg["t"], msg["round"]) == (t, rnd):
                 got[peer] = msg
             else:
-                self.stash(peer, msg)
+                self._stash(peer, msg)
         return sorted(got.items())
 
-    def stash(self, peer: int, msg: P.Message) -> None:
-        """Keep a message read outside its round: a STATE for a later round (a faster neighbour, or
-        one read while this agent waits in an update) until that round; a learner's update-phase
-        message (TOKEN, QVALS) in :attr:`update_msgs`; a STATE whose round has closed is stale."""
-        if msg.type != "STATE":
-            self.update_msgs.append((peer, msg))
-        elif self._at < (msg["t"], msg["round"]):
+    def _stash(self, peer: int, msg: P.Message) -> None:
+        """Keep a STATE read outside its round: one for a later round (a faster neighbour, or one
+        read while this agent waited in an update) until that round; one whose round has closed is
+        stale."""
+        if self._at < (msg["t"], msg["round"]):
             self._keep_early((msg["t"], msg["round"]), peer, msg)
         else:
             self.late_msgs += 1

@@ -1,5 +1,5 @@
-"""Messages agents exchange around an update (phase "update" in the link counters), and which
-exchange a learner takes part in.
+"""The mailboxes through which agents exchange messages around an update (phase "update" in the
+link counters); which exchange a learner takes part in is decided by agentd/assembly.py.
 
 Two learners need their neighbours at update time: sequential ones pass the ratio-product token
 along a walk over the graph (:class:`agentd.token_walk.TokenWalker`), shadow-PG shares its
@@ -30,18 +30,18 @@ class Mailbox(Protocol):
 
 
 class LinkMailbox:
-    """Update-phase messages over an agent's :class:`~agentd.links.NeighbourLinks`. Relay STATE
-    messages that arrive meanwhile go back to the relay (:meth:`~agentd.relay.KHopRelay.stash`);
-    update messages that are not (yet) wanted are kept until asked for."""
+    """Update-phase messages over an agent's :class:`~agentd.links.NeighbourLinks`, from its one
+    inbox: relay STATE frames read while waiting stay queued there for the relay
+    (``links.states``); update messages that are not (yet) wanted stay until asked for."""
 
-    def __init__(self, links: Any, relay: Any) -> None:
-        self.links, self.relay = links, relay
+    def __init__(self, links: Any) -> None:
+        self.links = links
 
     def send(self, peer: int, frames: list) -> None:
         self.links.send(peer, frames, "update")
 
     def wait(self, peer: int, match: Callable[[P.Message], bool], deadline: float) -> P.Message | None:
-        pending = self.relay.update_msgs
+        pending = self.links.updates
         while True:
             for k, (src, msg) in enumerate(pending):
                 if src == peer and match(msg):
@@ -50,12 +50,10 @@ class LinkMailbox:
             now = self.links.clock()
             if now >= deadline:
                 return None
-            item = self.links.recv(min(deadline - now, 0.2) * 1000)
-            if item is not None:
-                self.relay.stash(*item)
+            self.links.pull(min(deadline - now, 0.2) * 1000)
 
     def discard(self, stale: Callable[[P.Message], bool]) -> None:
-        self.relay.update_msgs[:] = [(src, m) for src, m in self.relay.update_msgs if not stale(m)]
+        self.links.updates[:] = [(src, m) for src, m in self.links.updates if not stale(m)]
 
 
 class MemoryPost:
@@ -96,18 +94,3 @@ class _MemoryMailbox:
     def discard(self, stale: Callable[[P.Message], bool]) -> None:
         box = self.post.inbox[self.me]
         box[:] = [(src, m) for src, m in box if not stale(m)]
-
-
-def update_protocol(me: int, graph: Any, plan: Any, seed: int, mailbox: Mailbox, learner: Any,
-                    slot_s: float = 30.0, is_silent: Callable[[int], bool] = lambda _peer: False) -> Any:
-    """The exchange ``learner`` takes part in at each update — a token walk for a sequential
-    learner, a Q-value exchange for shadow-PG — or None when it updates alone. ``slot_s`` bounds
-    each wait (the link timeout); ``is_silent`` says which neighbours not to wait for at all."""
-    from .qvals import QExchange
-    from .token_walk import TokenWalker
-
-    if learner.sequential:
-        return TokenWalker(me, graph, seed, mailbox, slot_s=slot_s, is_silent=is_silent)
-    if learner.shares_q:
-        return QExchange(me, plan, mailbox, slot_s=slot_s, is_silent=is_silent)
-    return None

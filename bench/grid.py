@@ -12,7 +12,7 @@ import statistics
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from compose.launcher import RunConfig
+from compose.run.config import RunConfig
 from envserver.tasks import task_spec
 
 from .measure import run_distributed, run_in_process

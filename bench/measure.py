@@ -1,4 +1,4 @@
-"""One measured `khop run`: launched by the real launcher (compose/launcher.py), watched by a
+"""One measured `khop run`: launched by the real launcher (compose/run/launcher.py), watched by a
 sampler thread that records the envserver's progress and the agent processes' memory.
 
 Why a sampler instead of the run's own start/end times: the envserver's ``started_at`` is its first
@@ -21,8 +21,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from compose.inprocess import run_inprocess
-from compose.launcher import Launch, RunConfig
+from compose.run.inprocess import run_inprocess
+from compose.run.launcher import Launch
+from compose.run.config import RunConfig
 
 
 def load_average() -> float:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from compose.launcher import RunConfig
+from compose.run.config import RunConfig
 
 from .measure import run_distributed
 

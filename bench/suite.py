@@ -10,7 +10,7 @@ Sections: (a) distributed vs in-process env steps/s (bench/grid.py), (b) trainin
 with updates on the two velocity halfcheetahs (bench/training.py), (c) scaling on a ring up to 64 agents with RSS per agent
 process (bench/scaling.py), (d) wire bytes against the payload floor on safe-halfcheetah-6x1 for
 the κ ≥ 1 and E of (a) (bench/wire.py). Every run
-is a real `khop run` (compose/launcher.py); the 1-minute load average is recorded with each.
+is a real `khop run` (compose/run/launcher.py); the 1-minute load average is recorded with each.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from compose.launcher import code_version
+from compose.run.config import code_version
 
 from .grid import TASKS, run_grid
 from .scaling import run_scaling

@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-from compose.launcher import RunConfig
+from compose.run.config import RunConfig
 
 from .measure import run_distributed, run_in_process
 

@@ -14,7 +14,7 @@ import statistics
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from compose.launcher import RunConfig
+from compose.run.config import RunConfig
 from compose.report import read_jsonl
 from envserver.tasks import task_spec
 from topologies import khop_ball, resolve_topology

@@ -5,12 +5,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import compose_file, keys
-from agentd.main import add_comm_arguments
+from agentd.comm import CommConfig
+from envserver.options import add_arguments, flags, from_namespace, names
 
-from .launcher import Launch, LaunchError, RunConfig, resume_config
-
-DEFAULTS = RunConfig()
+from .containers import compose_file
+from .run import keys
+from .run.launcher import Launch
+from .run.config import LaunchError, RunConfig, resume_config
 
 
 class _Parser(argparse.ArgumentParser):
@@ -20,42 +21,24 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+def add_run_arguments(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    """`khop run`'s options, from RunConfig's declarations: its own, then the communication ones."""
+    add_arguments(p, RunConfig, skip=(*names(CommConfig), *skip))
+    add_arguments(p.add_argument_group("communication (README \"Communication layer and budgets\")"), CommConfig,
+                  skip=skip)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="khop", description="Decentralized multi-agent RL: one process per agent, "
                                          "ZeroMQ links to graph neighbours only.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     r = sub.add_parser("run", help="train: spawn one envserver and N agentd processes, then write a report")
-    r.add_argument("--task", default=DEFAULTS.task, help=f"task name (default {DEFAULTS.task}; see `khop tasks`)")
-    r.add_argument("--algo", default=DEFAULTS.algo, help=f"learner (default {DEFAULTS.algo}; see `khop algos`)")
-    r.add_argument("--topology", default="", help="generator (ring, line, star, complete, grid[:RxC]), a shipped "
-                                                  "graph name, or a node-link JSON/GraphML file; default: the task's graph")
-    r.add_argument("--kappa", type=int, default=DEFAULTS.kappa,
-                   help="hops of state each critic sees (default: the graph's diameter for the centralised "
-                        "references mappo-l, happo, macpo; 1 otherwise)")
-    r.add_argument("--steps", type=int, default=DEFAULTS.steps, help="env steps, summed over env copies")
-    r.add_argument("--envs", type=int, default=DEFAULTS.envs, help="env copies stepped in lockstep")
-    r.add_argument("--seed", type=int, default=DEFAULTS.seed)
-    r.add_argument("--run-dir", type=Path, default=None, help="default: runs/<task>-<algo>-k<κ>-s<seed>-<time>")
-    r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="learner hyperparameter, repeatable (e.g. --set rollout_len=64)")
-    r.add_argument("--deadline", type=float, default=DEFAULTS.deadline_s, help="seconds the envserver waits for an ACT")
-    r.add_argument("--checkpoint-every", type=int, default=DEFAULTS.checkpoint_every, help="updates between checkpoints")
-    r.add_argument("--no-progress", action="store_true", help="no progress bar")
-    r.add_argument("--inprocess", action="store_true",
-                   help="run every agent in this one process with no sockets (reference mode)")
-    r.add_argument("--restart", action="store_true",
-                   help="restart any agent or envserver process that dies (exponential backoff); agents "
-                        "resume from their newest checkpoint, the envserver from its step counter")
-    r.add_argument("--max-restarts", type=int, default=DEFAULTS.max_restarts, metavar="N",
-                   help=f"restarts per process with --restart (default {DEFAULTS.max_restarts})")
+    add_run_arguments(r)
     r.add_argument("--resume", type=Path, default=None, metavar="DIR",
                    help="continue the unfinished (killed, interrupted) run in DIR with the options in its "
                         "config.json: agents load their newest checkpoints, the envserver continues its step "
                         "counter; only --no-progress, --restart and --max-restarts may be given with it")
-    add_comm_arguments(r, DEFAULTS)
-    r.add_argument("--curve", type=Path, default=None, metavar="DIR",
-                   help="CurveZMQ on every socket with the keys in DIR (`khop keys`); only listed keys connect")
 
     from . import sweep
 
@@ -71,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 #: the only `khop run` options that may accompany --resume: everything else is the run's config.json
-RESUME_OPTIONS = ("command", "resume", "no_progress", "restart", "max_restarts")
+RESUME_OPTIONS = ("command", "resume", "progress", "restart", "max_restarts")
 
 
 def resume_conflict(args: argparse.Namespace) -> str | None:
@@ -79,7 +62,7 @@ def resume_conflict(args: argparse.Namespace) -> str | None:
     defaults = vars(build_parser().parse_args(["run"]))
     for dest, value in vars(args).items():
         if dest not in RESUME_OPTIONS and value != defaults.get(dest):
-            return "--set" if dest == "overrides" else "--" + dest.replace("_", "-")
+            return flags(RunConfig).get(dest, "--" + dest.replace("_", "-"))
     return None
 
 
@@ -88,14 +71,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         conflict = resume_conflict(args)
         if conflict:
             raise LaunchError(f"--resume takes the run's options from {args.resume / 'config.json'}; drop {conflict}")
-        launch = Launch(resume_config(args.resume, progress=not args.no_progress, restart=args.restart,
+        launch = Launch(resume_config(args.resume, progress=args.progress, restart=args.restart,
                                       max_restarts=args.max_restarts), resume=True)
         return _finish(launch)
-    cfg = RunConfig(task=args.task, algo=args.algo, topology=args.topology, kappa=args.kappa, steps=args.steps,
-                    envs=args.envs, seed=args.seed, run_dir=args.run_dir, overrides=args.overrides,
-                    deadline_s=args.deadline, checkpoint_every=args.checkpoint_every, progress=not args.no_progress,
-                    inprocess=args.inprocess, restart=args.restart, max_restarts=args.max_restarts,
-                    curve=args.curve, **comm_options(args))
+    cfg = from_namespace(RunConfig, args)
     return _finish(Launch(cfg))
 
 
@@ -106,14 +85,6 @@ def _finish(launch: Launch) -> int:
     if summary.exists():
         print(_headline(launch.dir))
     return code
-
-
-def comm_options(args: argparse.Namespace) -> dict:
-    """RunConfig's communication fields from parsed add_comm_arguments options."""
-    return {"relay": args.relay, "comm_budget": args.comm_budget, "budget_max_period": args.budget_max_period,
-            "link_delay_ms": args.link_delay_ms, "link_jitter_ms": args.link_jitter_ms, "link_loss": args.link_loss,
-            "link_bandwidth_bps": args.link_bandwidth_bps, "round_timeout_ms": args.round_timeout_ms,
-            "actor_mask": args.actor_mask, "actor_input": args.actor_input, "heartbeat_timeout_s": args.heartbeat_timeout}
 
 
 def _headline(run_dir: Path) -> str:

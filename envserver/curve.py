@@ -8,7 +8,7 @@ admits a client only if the client's public key is listed for it:
 * agent i's inbox admits only its direct neighbours' keys (``agent-<j>`` listed there), so a
   compromised agent can talk to its neighbours and the envserver, and to nobody else.
 
-Key files (``khop keys``, compose/keys.py): ``DIR/<name>.key`` (public certificate) and
+Key files (``khop keys``, compose/run/keys.py): ``DIR/<name>.key`` (public certificate) and
 ``DIR/<name>.key_secret`` (both keys) in ZeroMQ's ZPL certificate format, names ``envserver`` and
 ``agent-<i>``, all mode 0600; ``DIR/authorized_keys``: one ``<name> <z85 public key>`` per line.
 

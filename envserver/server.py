@@ -8,7 +8,6 @@ server serves the honest agents whatever the others send.
 """
 from __future__ import annotations
 
-import json
 import logging
 import signal
 import time
@@ -22,25 +21,37 @@ from . import protocol as P
 from .clock import ClockState, StepClock
 from .curve import SERVER_NAME, Curve, agent_name
 from .sockwatch import SocketWatch
-from .episodes import EpisodeLog
 from .jsonl import JsonlWriter
+from .lockstep import Lockstep
+from .options import at_least, option, positive
 from .tasks import VecTask
-from .tasks.base import AgentSpec
+from .tasks.base import AgentSpec, StepResult
 
 log = logging.getLogger("envserver")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ServerConfig:
-    bind: str = "tcp://127.0.0.1:5555"
-    run_dir: Path = Path("run/envserver")
-    max_env_steps: int = 10_000  # summed over the E copies
-    deadline_s: float = 30.0  # per step; generous because agents run their updates inside a step
-    join_timeout_s: float = 300.0  # how long to wait for all agents' first HELLO
+    """`envserver`'s options, declared once: its command line is parsed from them and `khop run`
+    writes it from them (compose/run/config.py process_args)."""
+    task: str = option(help="task name (see `khop tasks`)", parse=str)
+    bind: str = option("tcp://127.0.0.1:5555", "ZeroMQ endpoint to bind the ROUTER on")
+    envs: int = option(8, "parallel env copies stepped in lockstep", check=at_least(1))
+    seed: int = option(0, "seed of the task's initial states")
+    max_env_steps: int = option(10_000, "env steps to run, summed over copies", flag="--steps", check=at_least(1))
+    # per step; generous because agents run their updates inside a step
+    deadline_s: float = option(30.0, "seconds to wait for an agent's ACT", flag="--deadline", check=positive)
+    join_timeout_s: float = option(300.0, "seconds to wait for every agent to join", flag="--join-timeout",
+                                   check=positive)
+    run_dir: Path = option(Path("run/envserver"), "where episodes.jsonl, events.jsonl, clock and status.json go")
+    # continue the step counter and budget of a previous server on run_dir (clock file)
+    resume: bool = option(True, "start the step counter at 0 even if a previous server left a clock in --run-dir "
+                                "(default: a restarted server continues its run's step counter and budget)",
+                          flag="--fresh", negate=True)
+    curve: Path | None = option(None, "CurveZMQ key directory (`khop keys`): admit only agents whose keys are listed",
+                                parse=Path, metavar="DIR")
     max_message_bytes: int = 1 << 20  # an ACT is E·act_dim floats; anything near this is abuse
     status_every_s: float = 0.5
-    resume: bool = True  # continue the step counter and budget of a previous server on run_dir (clock file)
-    curve: Path | None = None  # CurveZMQ key directory: admit only listed agent keys (envserver/curve.py)
 
 
 class EnvServer:
@@ -62,8 +73,6 @@ class EnvServer:
         self.endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
         self.routes: dict[int, bytes] = {}  # agent id -> routing id of its DEALER
         self.live: set[int] = set()
-        self.t = 0
-        self.env_step = 0
         self.errors = 0
         self.stop_requested = False
         cfg.run_dir.mkdir(parents=True, exist_ok=True)
@@ -73,14 +82,21 @@ class EnvServer:
         before = self.clock.previous
         self.resumed = before is not None
         self.incarnation = 1 if before is None else before.starts + 1
-        if before is not None:  # a restart: past every STEP the predecessor may have sent
-            self.t, self.env_step = before.t + 1, before.env_step
+        # a restart continues past every STEP the predecessor may have sent
+        self.lockstep = Lockstep(task, cfg.run_dir, cfg.max_env_steps, *((before.t + 1, before.env_step) if before
+                                                                          else (0, 0)))
         self.clock.record(ClockState(self.t, self.env_step, self.incarnation))
-        self.episodes = EpisodeLog(cfg.run_dir / "episodes.jsonl", self.E, self.spec.n_costs)
         self.events = JsonlWriter(cfg.run_dir / "events.jsonl")
         self._last_status = 0.0
         self._step_frames: dict[int, list] = {}  # this step's STEP per agent, for agents who rejoin mid-step
-        self._started_at: float | None = None  # wall time of the first STEP: excludes agent start-up
+
+    @property
+    def t(self) -> int:
+        return self.lockstep.t
+
+    @property
+    def env_step(self) -> int:
+        return self.lockstep.env_step
 
     # --- plumbing --------------------------------------------------------------------------
     def _send_to(self, route: bytes, frames: list) -> bool:
@@ -247,12 +263,11 @@ class EnvServer:
             return None
         return a
 
-    def _send_steps(self, obs: list[np.ndarray], reward: np.ndarray, cost: list[np.ndarray],
-                    terminated: np.ndarray, truncated: np.ndarray) -> None:
-        term, trunc = terminated.astype(np.uint8), truncated.astype(np.uint8)
+    def _send_steps(self, res: StepResult) -> None:
+        term, trunc = res.terminated.astype(np.uint8), res.truncated.astype(np.uint8)
         self._step_frames = {agent: P.encode("STEP", {"t": self.t}, {
-            "obs": obs[agent], "reward": reward, "cost": cost[agent], "terminated": term, "truncated": trunc})
-            for agent in range(self.n)}
+            "obs": res.obs[agent], "reward": res.reward, "cost": res.cost[agent], "terminated": term,
+            "truncated": trunc}) for agent in range(self.n)}
         for agent in sorted(self.live):
             self._send(agent, self._step_frames[agent])
 
@@ -261,12 +276,8 @@ class EnvServer:
         if not final and now - self._last_status < self.cfg.status_every_s:
             return
         self._last_status = now
-        status = {"env_step": self.env_step, "t": self.t, "live": sorted(self.live), "errors": self.errors,
-                  "max_env_steps": self.cfg.max_env_steps, "done": final, "time": time.time(),
-                  "started_at": self._started_at, "incarnation": self.incarnation, **self._socket_counters()}
-        tmp = self.cfg.run_dir / "status.json.tmp"
-        tmp.write_text(json.dumps(status))
-        tmp.replace(self.cfg.run_dir / "status.json")
+        self.lockstep.write_status(sorted(self.live), final, errors=self.errors, incarnation=self.incarnation,
+                                   **self._socket_counters())
 
     def _socket_counters(self) -> dict[str, int]:
         """What libzmq dropped or refused (envserver/sockwatch.py), with an event for each change."""
@@ -283,26 +294,17 @@ class EnvServer:
             self._event("server_start", None, f"incarnation {self.incarnation}" + (
                 f", resumed at env_step {self.env_step}, t {self.t}" if self.resumed else ""))
             self.wait_for_agents()
-            obs = self.task.reset()
-            self._started_at = time.time()
-            reward = np.zeros(self.E, dtype=np.float32)
-            cost = [np.zeros((self.E, self.spec.n_costs), dtype=np.float32)] * self.n
-            done = np.zeros(self.E, dtype=bool)
             # after a restart the episodes the agents were in ended with the old server: say so
-            trunc = np.full(self.E, self.resumed, dtype=bool)
-            while self.env_step < self.cfg.max_env_steps and not self.stop_requested:
+            res = self.lockstep.reset(truncated=self.resumed)
+            while not self.lockstep.finished and not self.stop_requested:
                 self._wait_while_nobody_is_live()
                 self.clock.record(ClockState(self.t, self.env_step, self.incarnation))
-                self._send_steps(obs, reward, cost, done, trunc)
+                self._send_steps(res)
                 actions = self._collect_actions()
                 self._step_frames = {}  # this step is closed: nobody is handed its STEP any more
                 if self.stop_requested:
                     break
-                res = self.task.step(actions)
-                self.t += 1
-                self.env_step += self.E
-                obs, reward, cost, done, trunc = res.obs, res.reward, res.cost, res.terminated, res.truncated
-                self.episodes.account(self.env_step, reward, cost, done | trunc)
+                res = self.lockstep.step(actions)
                 self._write_status()
         finally:
             self._finish()
@@ -313,7 +315,6 @@ class EnvServer:
             self._send_to(self.routes[agent], P.encode("BYE", {"reason": reason}))
         self._event("server_stop", None, reason)
         self._write_status(final=True)
-        self.episodes.close()
         self.events.close()
         self.clock.close()
         time.sleep(0.2)  # let BYE frames leave before the socket closes
@@ -321,7 +322,7 @@ class EnvServer:
         self.sock.close(linger=500)
         if self.curve is not None:
             self.curve.close()
-        self.task.close()
+        self.lockstep.close()
 
     def install_signal_handlers(self) -> None:
         def stop(signum: int, _frame: object) -> None:

@@ -152,7 +152,7 @@ def run_cells(cells: list[Cell], group: str, workers: int = 2, fresh: bool = Fal
     Each `khop run` dies with this script (SIGTERM: it stops its agents, which checkpoint), so a
     killed script leaves resumable cells, never a run still writing into its directory. With
     ``record``, each cell's record (:func:`cell_record`) is written as soon as it finishes."""
-    from compose.launcher import die_with_parent
+    from compose.run.launcher import die_with_parent
 
     todo: list[tuple[Cell, str]] = []
     for c in cells:
@@ -234,7 +234,9 @@ def beta_at_floor(run_dir: Path) -> float | None:
     for learners without β."""
     at_floor = []
     for d in sorted(run_dir.glob("agent-*")):
-        floor = json.loads((d / "learner_config.json").read_text())["beta_min"]
+        floor = json.loads((d / "learner_config.json").read_text()).get("beta_min")
+        if floor is None:  # the algorithm has no β (its config holds only the keys it reads)
+            continue
         rows = [json.loads(line) for line in (d / "metrics.jsonl").read_text().splitlines() if line.strip()]
         betas = [[v for k, v in r.items() if k in ("beta1", "beta2")] for r in rows]
         betas = [b for b in betas[len(betas) // 2:] if b]
@@ -283,16 +285,16 @@ def learned_policy_table(run_dir: Path, agent: int, obs: np.ndarray) -> np.ndarr
     """
     import torch
 
-    from agentd.learner import LearnerConfig, make_learner
+    from agentd.learner import ALGOS, make_learner
     from agentd.learner.base import Learner
     from envserver.tasks import task_spec
 
     cfg = json.loads((run_dir / "config.json").read_text())
     lc = json.loads((run_dir / f"agent-{agent}" / "learner_config.json").read_text())
-    fields = set(LearnerConfig.__dataclass_fields__)
+    used = ALGOS[lc["algo"]].used_keys()  # files written before the algorithms owned their keys hold every field
     spec = task_spec(cfg["task"])
     learner = make_learner(lc["algo"], spec.agents[agent], int(lc["critic_dim"]), spec.n_agents, int(cfg["envs"]),
-                           seed=0, overrides={k: v for k, v in lc.items() if k in fields})
+                           seed=0, overrides={k: v for k, v in lc.items() if k in used}, task="")
     ckpt = Learner.latest_checkpoint(run_dir / f"agent-{agent}" / "checkpoints")
     if ckpt is None:
         raise FileNotFoundError(f"no checkpoint for agent {agent} in {run_dir}")

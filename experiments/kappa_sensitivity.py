@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from compose.launcher import code_version  # noqa: E402
+from compose.run.config import code_version  # noqa: E402
 from compose.sweep import Sweep, SweepSpec  # noqa: E402
 
 RESULTS = ROOT / "experiments" / "results" / "kappa_sensitivity"

@@ -20,6 +20,7 @@ import time
 
 import numpy as np
 
+from agentd.learner.utility import entropy_utility
 from envserver.tasks.networked_mdp import ExactSolver, NetworkedMDP
 from experiments.common import RESULTS, figure, write_table
 
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
             rec["beta"].append(b)
             rec["rho0"].append(mdp.assumption1_rho(0.0, M))
             theta = np.random.default_rng([seed, 7]).normal(size=(mdp.n_agents, 2, 2))
-            _, shadow, ev = ex.utility(theta)
+            _, shadow, ev = ex.utility(theta, entropy_utility)
             g = ex.gradient(ev)
             err = [np.linalg.norm(ex.truncated_gradient(ev, k) - g, axis=(1, 2)).max() for k in range(mdp.diameter + 1)]
             rec["ent"].append(err)

@@ -1,5 +1,5 @@
 """One in-process training run, exactly what `khop run --inprocess` does, through the library API
-(``compose.launcher.Launch(RunConfig(..., inprocess=True)).run()``) so the reproduction scripts
+(``compose.run.launcher.Launch(RunConfig(..., inprocess=True)).run()``) so the reproduction scripts
 do not depend on the CLI's argument parsing."""
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--run-dir", type=Path, required=True)
     p.add_argument("--set", dest="overrides", action="append", default=[])
     a = p.parse_args(argv)
-    from compose.launcher import Launch, RunConfig
+    from compose.run.launcher import Launch
+    from compose.run.config import RunConfig
 
     cfg = RunConfig(task=a.task, algo=a.algo, seed=a.seed, steps=a.steps, envs=a.envs, kappa=a.kappa,
                     run_dir=a.run_dir, overrides=a.overrides, progress=False, inprocess=True)

@@ -99,7 +99,7 @@ def task_facts(task: str) -> tuple[float, object]:
 def make_cells(task: str, algos: list[str], seeds: int, steps: int, envs: int) -> list[Cell]:
     """One distributed cell per (algo, seed), each at khop's default κ for the algorithm; seed-major,
     so that a sweep cut short by the end of a session has every algorithm at the same seed count."""
-    from compose.launcher import default_kappa
+    from compose.run.config import default_kappa
 
     _limit, graph = task_facts(task)
     return [Cell(task, a, s, steps, envs, kappa=default_kappa(a, graph)[0], distributed=True)
@@ -242,7 +242,7 @@ def scale_note(task: str, steps: int, envs: int, limit: float) -> str:
 
 
 def write_results(args: argparse.Namespace, cells: list[Cell], limit: float, wall_s: float | None) -> Path:
-    from compose.launcher import code_version
+    from compose.run.config import code_version
 
     summary = summarise(cells, limit)
     stem = RESULTS / (f"safe_mamujoco_{args.task.replace('-', '_')}" + (f"_{args.tag}" if args.tag else ""))

@@ -31,12 +31,8 @@ import time
 
 import numpy as np
 
-from envserver.tasks.networked_mdp import (
-    ExactSolver,
-    NetworkedMDP,
-    entropy_utility,
-    softmax_policy,
-)
+from agentd.learner.utility import entropy_utility
+from envserver.tasks.networked_mdp import ExactSolver, NetworkedMDP, softmax_policy
 from experiments.common import RESULTS, ci95, figure, write_table
 
 
@@ -167,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         # exact policy gradient (full information) with the same step size: the reference path
         th, F = theta0.copy(), []
         for _ in range(args.iters + 1):
-            val, _, ev = ex.utility(th)
+            val, _, ev = ex.utility(th, entropy_utility)
             F.append(val)
             th = th + args.lr * ex.gradient(ev)
         curves.setdefault("exact ∇F", []).append(np.array(F))
@@ -175,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         # exact κ = 0 truncated gradient: the truncation bias alone, without sampling noise
         th, F = theta0.copy(), []
         for _ in range(args.iters + 1):
-            val, _, ev = ex.utility(th)
+            val, _, ev = ex.utility(th, entropy_utility)
             F.append(val)
             th = th + args.lr * ex.truncated_gradient(ev, 0)
         curves.setdefault("exact ĝ, κ=0", []).append(np.array(F))
@@ -183,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
             alg = ShadowPG(mdp, kappa, args.gamma, args.batch, args.horizon, args.lr, seed=seed)
             th, F = theta0.copy(), []
             for _ in range(args.iters + 1):
-                F.append(ex.utility_value(th))
+                F.append(ex.utility_value(th, entropy_utility))
                 th, _ = alg.step(th)
             name = f"Alg. 1, κ={kappa}" + (" (= diameter)" if kappa == mdp.diameter else "")
             curves.setdefault(name, []).append(np.array(F))

@@ -15,9 +15,11 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from functools import partial
 
 import numpy as np
 
+from agentd.learner.utility import target_utility
 from envserver.tasks.networked_mdp import ExactSolver, NetworkedMDP
 from experiments.common import RESULTS, Cell, ci95, learned_policy_table, run_cells, write_table
 
@@ -25,11 +27,7 @@ TARGET = np.array([0.9, 0.1])
 GAMMA = 0.9
 
 
-def target_utility(lam_i: np.ndarray, gamma: float) -> tuple[float, np.ndarray]:
-    """The learner's "target" utility and its gradient (agentd/learner/shadow_pg.py)."""
-    d = (1.0 - gamma) * lam_i.sum(axis=1)
-    diff = d - TARGET
-    return float(-(diff ** 2).sum()), np.repeat((-2.0 * (1.0 - gamma) * diff)[:, None], lam_i.shape[1], axis=1)
+F_TARGET = partial(target_utility, target=TARGET)  # the learner's "target" utility with d* = TARGET
 
 
 def reference_best(ex: ExactSolver, n: int, sweeps: int = 2) -> float:
@@ -37,14 +35,14 @@ def reference_best(ex: ExactSolver, n: int, sweeps: int = 2) -> float:
     tries the 4 maps x → a, keeping the best), from the uniform policy. A lower bound on the
     optimum of the policy class (exact gradient ascent costs ~15 s per step here)."""
     theta = np.zeros((n, 2, 2))
-    best = ex.utility_value(theta, target_utility)
+    best = ex.utility_value(theta, F_TARGET)
     for _ in range(sweeps):
         for i in range(n):
             for acts in ((0, 0), (0, 1), (1, 0), (1, 1)):
                 trial = theta.copy()
                 trial[i] = -20.0
                 trial[i, [0, 1], list(acts)] = 20.0
-                value = ex.utility_value(trial, target_utility)
+                value = ex.utility_value(trial, F_TARGET)
                 if value > best:
                     best, theta = value, trial
     return best
@@ -68,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     mdp = NetworkedMDP(game_seed=0)  # the networked-mdp task's instance
     ex = ExactSolver(mdp, GAMMA)
     n = mdp.n_agents
-    f_uniform = ex.utility_value(np.zeros((n, 2, 2)), target_utility)
+    f_uniform = ex.utility_value(np.zeros((n, 2, 2)), F_TARGET)
     f_best = reference_best(ex, n)
     eye = np.eye(2)
     rows, raw = [], {}
@@ -76,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         finals = []
         for c in (c for c in cells if c.kappa == k):
             pi = np.stack([learned_policy_table(c.run_dir("shadow_pg_agentd"), i, eye) for i in range(n)])
-            finals.append(ex.utility_value(np.log(np.maximum(pi, 1e-12)), target_utility))
+            finals.append(ex.utility_value(np.log(np.maximum(pi, 1e-12)), F_TARGET))
         f = np.array(finals)
         raw[str(k)] = f.tolist()
         rows.append([k, round(f_uniform, 4), f"{f.mean():.4f} ± {ci95(f):.4f}", " / ".join(f"{v:.4f}" for v in f),

@@ -10,7 +10,7 @@ import zmq
 from agentd.links import LinkSpec, NeighbourLinks, TokenBucket, link_specs
 from agentd.memory_network import MemoryNetwork
 from agentd.relay import F16_MAX, Level, RelayPlan
-from compose.launcher import free_ports
+from compose.run.launcher import free_ports
 from envserver import protocol as P
 from test_relay import E, dims_of, obs_of, run_agents
 from topologies import generate

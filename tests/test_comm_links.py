@@ -13,7 +13,7 @@ import zmq
 from agentd.links import LinkEmulator, LinkSpec, NeighbourLinks, TokenBucket, link_specs
 from agentd.memory_network import MemoryNetwork
 from agentd.relay import RelayPlan
-from compose.launcher import free_ports
+from compose.run.launcher import free_ports
 from envserver import protocol as P
 from test_relay import E, dims_of, obs_of, run_agents
 from topologies import generate, load_topology, save_topology

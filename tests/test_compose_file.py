@@ -12,8 +12,8 @@ import pytest
 
 from compose import docker_env
 from compose.cli import main
-from compose.compose_file import to_yaml
-from compose.launcher import RunConfig, process_args, validate
+from compose.containers.compose_file import to_yaml
+from compose.run.config import RunConfig, process_args, validate
 from topologies import load_topology, neighbours
 
 yaml = pytest.importorskip("ruamel.yaml", reason="ruamel.yaml comes with check-jsonschema (pip install -e '.[test]')")

@@ -1,11 +1,11 @@
 """`khop compose` on a real Docker engine: a private dockerd in a network namespace of its own
-(compose/docker_env.py), the image built from compose/Dockerfile, then one training run of 6 agent
+(tests/docker_env.py), the image built from compose/containers/Dockerfile, then one training run of 6 agent
 containers in which one agent container is killed (it restarts and resumes from its checkpoint),
 one is paused (a hung node) and one is cut off the network, while the others carry on; the run
 completes and `khop report` works on the volume's run directory from the host.
 
 Skips, saying why, where no engine can be started (not root, packages missing — `python -m
-compose.docker_env prepare` installs them — no network namespaces). Everything it starts is
+tests/docker_env.py prepare` installs them — no network namespaces). Everything it starts is
 removed and the host put back as it was (daemon stopped, namespace deleted, ip_forward restored).
 """
 import json
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from compose import docker_env
+import docker_env  # tests/docker_env.py: the test engine's setup, not part of the installed package
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 docker = pytest.importorskip("docker", reason="the docker SDK is in the test extra (pip install -e '.[test]')")
@@ -37,7 +37,7 @@ def log(msg: str) -> None:
 def engine():
     compose = docker_env.compose_binary()
     if compose is None:
-        pytest.skip("no docker-compose v2 binary (python -m compose.docker_env prepare installs one)")
+        pytest.skip("no docker-compose v2 binary (python tests/docker_env.py prepare installs one)")
     eng = docker_env.Engine("khoptest")
     timings = {}
     try:

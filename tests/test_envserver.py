@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import zmq
 
-from compose.launcher import free_ports
+from compose.run.launcher import free_ports
 from envserver import protocol as P
 
 N_AGENTS, E = 6, 2

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from compose.launcher import RunConfig, validate
+from compose.run.config import RunConfig, validate
 
 
 @pytest.mark.parametrize("algo, topology, expected", [
@@ -43,7 +43,7 @@ def test_run_records_the_effective_kappa(tmp_path):
     ("dpo", None, "local"), ("mappo-l", None, "local"), ("dec-mappo-l", "local", "local"), ("ippo", "khop", "khop"),
 ])
 def test_actor_input_default_follows_the_paper_and_is_recorded(algo, flag, expected):
-    from compose.launcher import run_record
+    from compose.run.config import run_record
 
     cfg = RunConfig(algo=algo, actor_input=flag)
     spec, graph = validate(cfg)
@@ -58,14 +58,15 @@ def test_khop_actor_reads_the_critic_input(algo):
     import numpy as np
     import torch
 
-    from agentd.learner import make_learner
+    from agentd.learner import ALGOS, make_learner
     from envserver.tasks.base import AgentSpec
 
     agent = (AgentSpec(obs_dim=3, act_kind="continuous", act_dim=2, act_low=-1.0, act_high=1.0) if algo == "iddpg"
              else AgentSpec(obs_dim=3, act_kind="discrete", act_dim=1, n_actions=4))
+    no_noise = {"eps_start": 0.0, "eps_finish": 0.0, "expl_noise": 0.0}  # IQL's ε and IDDPG's σ: each takes its own
     lrn = make_learner(algo, agent, critic_dim=7, n_agents=3, n_envs=4, seed=0,
-                       overrides={"actor_input": "khop", "normalize_obs": False, "eps_start": 0.0,
-                                  "eps_finish": 0.0, "expl_noise": 0.0})
+                       overrides={"actor_input": "khop", "normalize_obs": False,
+                                  **{k: v for k, v in no_noise.items() if k in ALGOS[algo].used_keys()}})
     policy = {"dec-mappo-l": "actor", "iql": "q", "iddpg": "mu"}[algo]
     first = next(m for m in getattr(lrn, policy).modules() if isinstance(m, torch.nn.Linear))
     assert first.in_features == lrn.critic_dim == 7

@@ -12,7 +12,7 @@ import zmq
 from agentd.links import SEND_QUEUE, NeighbourLinks, TokenBucket
 from agentd.liveness import Liveness
 from agentd.relay import KHopRelay, RelayNode, RelayPlan
-from compose.launcher import free_ports
+from compose.run.launcher import free_ports
 from test_relay import E, dims_of, obs_of
 from topologies import generate, neighbours
 

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from compose.launcher import RunConfig, process_args, spawn
+from compose.run.launcher import spawn
+from compose.run.config import RunConfig, process_args
 from topologies import generate, save_topology
 
 pytestmark = pytest.mark.slow

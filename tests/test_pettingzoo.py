@@ -241,7 +241,7 @@ def test_client_seeds_resets_costs_and_close():
 
 
 def test_client_joins_a_running_envserver(tmp_path):
-    from compose.launcher import free_ports
+    from compose.run.launcher import free_ports
 
     endpoint = f"tcp://127.0.0.1:{free_ports(1)[0]}"
     server = subprocess.Popen([sys.executable, "-m", "envserver.main", "--task", "mpe-circle-control", "--bind",

@@ -10,7 +10,7 @@ import zmq
 from agentd.links import LinkSpec, NeighbourLinks, link_specs
 from agentd.memory_network import MemoryNetwork
 from agentd.relay import KHopRelay, RelayNode, RelayPlan
-from compose.launcher import free_ports
+from compose.run.launcher import free_ports
 from topologies import generate, khop_ball, neighbours
 
 E = 2

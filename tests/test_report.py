@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from compose.progress import ProgressBar, TailState, tail_episodes
+from compose.run.progress import ProgressBar, TailState, tail_episodes
 from compose.report import read_jsonl, summarize, write_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

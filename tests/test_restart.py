@@ -9,8 +9,8 @@ import time
 import pytest
 from test_envserver import E, act_frames, dealer, join_all, recv, server  # noqa: F401  (server: fixture)
 
-from compose.launcher import free_ports
-from compose.supervisor import RestartPolicy, Supervisor
+from compose.run.launcher import free_ports
+from compose.run.supervisor import RestartPolicy, Supervisor
 from envserver.clock import read_clock
 
 

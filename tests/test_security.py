@@ -42,7 +42,7 @@ def test_keys_are_private_files_and_never_overwritten(tmp_path):
 
 @pytest.fixture(scope="module")
 def key_dirs(tmp_path_factory):
-    from compose.keys import make_keys
+    from compose.run.keys import make_keys
 
     root = tmp_path_factory.mktemp("keys")
     make_keys(root / "KEYS", 6)
@@ -67,8 +67,8 @@ def test_a_neighbour_key_cannot_speak_for_another_neighbour(tmp_path):
     """The inbox binds each connection's key to the agent id it claims: agent 2's key sending as agent
     1 (while agent 1 is not connected) is refused, agent 2's own frames are taken."""
     from agentd.links import NeighbourLinks
-    from compose.keys import make_keys
-    from compose.launcher import free_ports
+    from compose.run.keys import make_keys
+    from compose.run.launcher import free_ports
     from envserver.curve import Curve
 
     keys = tmp_path / "keys"

@@ -7,6 +7,7 @@ neighbours."""
 import json
 import subprocess
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -281,3 +282,18 @@ def test_distributed_shadow_pg_improves_its_utility_and_shares_q_with_neighbours
         assert rows[-1]["bytes_sent_update"] > 0
     # −Σ(d − d*)² towards d* = (0.9, 0.1), averaged over the 8 agents: measured −0.27 → −0.18 (seed 1)
     assert np.mean(last) > np.mean(first) + 0.03
+
+
+def test_no_learner_module_imports_a_task():
+    """The learner's maths live on the learner side (utility.py, occupancy.py): no agentd/learner module
+    imports envserver.tasks beyond base, the AgentSpec interface every learner is built from."""
+    import ast
+
+    import agentd.learner
+
+    for path in Path(agentd.learner.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            for name in names:
+                assert not name.startswith("envserver.tasks") or name == "envserver.tasks.base", (path.name, name)

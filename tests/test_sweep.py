@@ -15,21 +15,48 @@ CLI = [sys.executable, "-m", "compose.cli"]
 
 def test_spec_from_cli_lists_and_files(tmp_path):
     spec = SweepSpec.from_mapping({"kappa": "0,1,2", "budget": "none,2000,500", "algo": "dpo", "seeds": "0,1,2"})
-    assert spec.kappa == [0, 1, 2] and spec.budget == [None, 2000.0, 500.0] and spec.seed == [0, 1, 2]
+    ax = spec.axes
+    assert ax["kappa"] == [0, 1, 2] and ax["comm_budget"] == [None, 2000.0, 500.0] and ax["seed"] == [0, 1, 2]
     cells = spec.cells()
     assert len(cells) == 27 and len({c.name for c in cells}) == 27
     assert "coop-game_dpo_sync_k2_b500_s1" in {c.name for c in cells}
     (tmp_path / "s.toml").write_text('kappa = [0, 1]\nbudget = ["none", 800]\nseeds = [3]\ntask = "coop-game"\n'
                                      'steps = [100, 200]\nset = ["rollout_len=16"]\nout = "x"\n')
     t = SweepSpec.from_file(tmp_path / "s.toml")
-    assert t.kappa == [0, 1] and t.budget == [None, 800.0] and t.seed == [3] and t.overrides == ["rollout_len=16"]
+    assert t.axes["kappa"] == [0, 1] and t.axes["comm_budget"] == [None, 800.0] and t.axes["seed"] == [3]
+    assert t.fixed["overrides"] == ["rollout_len=16"]
     assert {c.name for c in t.cells()} >= {"coop-game_dpo_sync_k0_bnone_s3_n100", "coop-game_dpo_sync_k1_b800_s3_n200"}
     (tmp_path / "s.json").write_text(json.dumps({"kappa": [1], "relay": ["sync", "async"], "jobs": 2}))
     j = SweepSpec.from_file(tmp_path / "s.json", base=SweepSpec.from_mapping({"seeds": "5"}))
-    assert j.relay == ["sync", "async"] and j.jobs == 2 and j.seed == [5]
-    for bad in ({"kapa": [1]}, {"budget": ["-5"]}, {"kappa": ["x"]}, {"seeds": []}):
+    assert j.axes["relay"] == ["sync", "async"] and j.jobs == 2 and j.axes["seed"] == [5]
+    for bad in ({"kapa": [1]}, {"budget": ["-5"]}, {"kappa": ["x"]}, {"kappa": [1.5]}, {"seeds": []},
+                {"heartbeat-timeout": "soon"}):
         with pytest.raises(SweepError):
             SweepSpec.from_mapping(bad)
+
+
+def test_every_run_option_is_a_sweep_key_under_its_own_name(tmp_path):
+    """The sweep takes `khop run`'s options by their flag names, and each cell's `khop run` command
+    line carries them (parsed back by `khop run`'s own parser into the same RunConfig)."""
+    from compose.cli import build_parser
+    from compose.run.config import RunConfig
+    from compose.sweep.runner import run_command
+    from compose.sweep.spec import NOT_FOR_SWEEP
+    from envserver.options import flags, from_namespace
+
+    given = {"heartbeat-timeout": 2.5, "link_timeout": "7", "comm-budget": "900", "deadline": 12,
+             "max-restarts": 2, "restart": True, "actor-input": "local", "link-loss": 0.05, "set": ["gamma=0.9"]}
+    spec = SweepSpec.from_mapping({**given, "out": str(tmp_path)})
+    cfg = spec.cells()[0].run_config(spec, tmp_path / "cell")
+    assert (cfg.heartbeat_timeout_s, cfg.link_timeout_s, cfg.comm_budget, cfg.deadline_s, cfg.max_restarts) == \
+        (2.5, 7.0, 900.0, 12.0, 2)
+    assert cfg.restart and cfg.actor_input == "local" and cfg.link_loss == 0.05 and cfg.overrides == ["gamma=0.9"]
+    argv = run_command(cfg)[4:]  # after python -m compose.cli run
+    assert from_namespace(RunConfig, build_parser().parse_args(["run", *argv])) == cfg
+    # and no `khop run` flag is missing from the sweep's command line
+    sweep_flags = {o for a in build_parser()._subparsers._group_actions[0].choices["sweep"]._actions
+                   for o in a.option_strings}
+    assert {f for name, f in flags(RunConfig).items() if name not in NOT_FOR_SWEEP} <= sweep_flags
 
 
 def test_pareto_frontier_marks_the_non_dominated_configurations():
@@ -97,7 +124,7 @@ def test_interrupted_sweep_resumes_and_skips_finished_cells(tmp_path):
 
 
 def test_half_written_cell_is_unfinished(tmp_path):
-    from compose.launcher import RunConfig
+    from compose.run.config import RunConfig
 
     cfg = RunConfig(run_dir=tmp_path / "c", kappa=1)  # a sweep cell always names its κ
     assert cell_state(tmp_path / "c", cfg) == "absent"

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from agentd.learner.utility import entropy_utility
 from envserver.tasks import make_task
 from envserver.tasks.networked_mdp import ExactSolver, NetworkedMDP, line_graph
 
@@ -67,15 +68,15 @@ def test_exact_gradient_matches_finite_differences(small):
     assert ev["d"].sum() == pytest.approx(1 / (1 - ex.gamma))
     g = ex.gradient(ev)
     assert np.allclose(g, _fd(lambda t: ex.evaluate(t)["value"].mean(), theta), atol=1e-7)
-    _, _, ev_u = ex.utility(theta)
+    _, _, ev_u = ex.utility(theta, entropy_utility)
     gu = ex.gradient(ev_u)  # general utility: gradient through the shadow rewards (Lemma 1)
-    assert np.allclose(gu, _fd(ex.utility_value, theta), atol=1e-7)
+    assert np.allclose(gu, _fd(lambda t: ex.utility_value(t, entropy_utility), theta), atol=1e-7)
 
 
 def test_truncated_gradient_is_exact_at_the_diameter_and_approximate_below(small):
     mdp, ex = small
     theta = np.random.default_rng(4).normal(size=(mdp.n_agents, 2, 2))
-    _, _, ev = ex.utility(theta)
+    _, _, ev = ex.utility(theta, entropy_utility)
     g = ex.gradient(ev)
     assert mdp.diameter == 3
     assert np.allclose(ex.truncated_gradient(ev, mdp.diameter), g, atol=1e-14)
@@ -116,7 +117,7 @@ def test_shadow_pg_estimates_match_the_exact_solver():
     mdp = NetworkedMDP(n_agents=3, decay=0.5, game_seed=0)
     ex = ExactSolver(mdp, gamma=0.8)
     theta = np.random.default_rng(5).normal(size=(3, 2, 2))
-    _, shadow, ev = ex.utility(theta)
+    _, shadow, ev = ex.utility(theta, entropy_utility)
     alg = ShadowPG(mdp, kappa=2, gamma=0.8, batch=3000, horizon=60, seed=0)
     S, A = alg.sample(theta)
     lam = alg.occupancy(S, A)

@@ -85,9 +85,7 @@ def _socket_walkers(g, ctx, slot_s, addresses):
     walkers, links = {}, []
     for i in g.nodes:
         lk = NeighbourLinks(ctx, i, addresses[i], {j: addresses[j] for j in g.adj[i]})
-        relay = SimpleNamespace(update_msgs=[], stash=lambda peer, msg, r=None: None)
-        relay.stash = lambda peer, msg, relay=relay: relay.update_msgs.append((peer, msg))
-        walkers[i] = TokenWalker(i, g, seed=0, mailbox=LinkMailbox(lk, relay), slot_s=slot_s)
+        walkers[i] = TokenWalker(i, g, seed=0, mailbox=LinkMailbox(lk), slot_s=slot_s)
         links.append(lk)
     return walkers, links
 

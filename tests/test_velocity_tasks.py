@@ -251,6 +251,7 @@ def test_khop_run_inprocess_logs_episodes(tmp_path):
         assert r["episode_cost"] == int(r["episode_cost"]) and 0 <= r["episode_cost"] <= 1000
     for i in (0, 1):
         cfg = json.loads((run / f"agent-{i}" / "learner_config.json").read_text())
-        assert cfg["d_target"] == 0.001  # the MaMuJoCo family default (dpo.md appendix B)
+        # the hyperparameters DEC-MAPPO-L reads, and only those: the family's DPO d_target is not one
+        assert cfg["lambda_lr"] == 0.035 and cfg["actor_input"] == "khop" and "d_target" not in cfg
         metrics = [json.loads(line) for line in (run / f"agent-{i}" / "metrics.jsonl").read_text().splitlines()]
         assert metrics and all(np.isfinite(row["lambda0"]) for row in metrics)

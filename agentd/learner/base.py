@@ -44,13 +44,16 @@ from . import checkpoint
 from .adam import Adam
 from .buffer import ADV_NORMS, Batch, EpisodeCosts, RolloutBuffer, gae, standardise
 from .coef import Coefs
-from .config import LearnerConfig, apply_overrides
+from .config import COMMON_KEYS, LearnerConfig, apply_overrides
 from .dists import Categorical, DiagGaussian
 from .nets import Actor, Critic, RunningNorm
 
 CKPT_KEYS = frozenset({"format", "algo", "spec", "cfg", "modules", "obs_norm", "critic_norm", "coefs",
                        "extra", "torch_rng", "numpy_rng", "counters"})
 TOKEN_MAX = 1e3  # token_out clips M to [0, TOKEN_MAX]: a product of ratios over many agents can explode
+# the fields the policy-gradient base reads beyond config.COMMON_KEYS (MACPO's trust region skips the actor step's)
+BATCH_KEYS = ("init_log_std", "gae_lambda", "epochs", "minibatches", "minibatch_size")  # actor σ, GAE, epoch loop
+ACTOR_STEP_KEYS = ("lr_actor", "ent_coef", "clip")  # _actor_step: Adam, entropy bonus, clip_frac
 
 
 class Learner:
@@ -59,6 +62,7 @@ class Learner:
 
     algo: ClassVar[str] = "base"
     defaults: ClassVar[dict[str, Any]] = {}  # per-algorithm LearnerConfig values, each cited
+    config_keys: ClassVar[tuple[str, ...]] = BATCH_KEYS + ACTOR_STEP_KEYS  # read beyond COMMON_KEYS (used_keys)
     uses_costs: ClassVar[bool] = False  # builds cost critics and reads cost_limits
     supports_sequential: ClassVar[bool] = False  # may run with update_order="sequential"
     # a centralised reference (MAPPO-L, HAPPO, MACPO): its critics should see everyone, so `khop run`
@@ -101,6 +105,11 @@ class Learner:
         self.samples_seen = 0
         self._last_ratio: np.ndarray | None = None
         self._build()
+
+    @classmethod
+    def used_keys(cls) -> frozenset[str]:
+        """Every LearnerConfig field this algorithm reads (learner_config refuses an override of any other)."""
+        return frozenset(COMMON_KEYS + cls.config_keys)
 
     @property
     def khop_actor(self) -> bool:
@@ -355,8 +364,7 @@ class Learner:
             return torch.from_numpy(np.ascontiguousarray(x.reshape((n,) + x.shape[2:])))
 
         return Batch(flat(b.critic_in if self.khop_actor else b.obs), flat(b.critic_in), flat(b.actions),
-                     flat(b.logp), flat(b.params),
-                     torch.from_numpy(adv.astype(np.float32)), torch.from_numpy(ret),
+                     flat(b.logp), flat(b.params), torch.from_numpy(adv.astype(np.float32)), torch.from_numpy(ret),
                      torch.from_numpy(cost_adv), torch.from_numpy(cost_ret))
 
     def _n_minibatches(self, n: int) -> int:
@@ -440,8 +448,7 @@ class Learner:
             "format": 2, "algo": self.algo, "spec": self._spec(), "cfg": dataclasses.asdict(self.cfg),
             "modules": {k: m.state_dict() for k, m in self._modules().items()},
             "obs_norm": self.obs_norm.state_dict(), "critic_norm": self.critic_norm.state_dict(),
-            "coefs": self.coefs.state_dict() if self.coefs is not None else {},
-            "extra": self._extra_state(),
+            "coefs": self.coefs.state_dict() if self.coefs is not None else {}, "extra": self._extra_state(),
             "torch_rng": self.gen.get_state(), "numpy_rng": self.np_rng.bit_generator.state,
             "counters": {"n_updates": self.n_updates, "samples_seen": self.samples_seen},
         }
@@ -452,10 +459,10 @@ class Learner:
             raise ValueError(f"checkpoint is for algo {d.get('algo')!r}, this learner is {self.algo!r}")
         if d["spec"] != self._spec():
             raise ValueError(f"checkpoint spec {d['spec']} != this learner's {self._spec()}")
-        saved = LearnerConfig(**d["cfg"])
+        # only the fields it reads: the stored flat config's others (another algorithm's) may differ harmlessly
+        saved = dataclasses.replace(self.cfg, **{k: v for k, v in d["cfg"].items() if k in self.used_keys()})
         if saved != self.cfg:
-            changed = [f.name for f in dataclasses.fields(saved)
-                       if getattr(saved, f.name) != getattr(self.cfg, f.name)]
+            changed = sorted(k for k in self.used_keys() if getattr(saved, k) != getattr(self.cfg, k))
             warnings.warn(f"resuming with the checkpoint's config; it differs in {changed}", stacklevel=2)
             self.cfg = saved
             self._build()

@@ -7,6 +7,10 @@ An algorithm whose paper differs declares that in its class's ``defaults`` (appl
 Overrides arrive from the command line or a sweep as ``{field: value}``; :func:`apply_overrides`
 casts each value to the field's type and rejects unknown keys, because a typo in a sweep must
 fail loudly rather than silently run the defaults.
+
+Every learner reads :data:`COMMON_KEYS`; each algorithm class declares the further fields it reads
+in its ``config_keys`` (base.Learner), so ``learner_config`` can refuse a key the chosen algorithm
+would ignore (a flat dataclass alone accepts ``focops_lam`` on ``dpo`` silently).
 """
 from __future__ import annotations
 
@@ -70,7 +74,7 @@ class LearnerConfig:
     lambda_init: float = 0.001  # initial λ_u (omnisafe PPOLag lagrangian_multiplier_init)
     lambda_lr: float = 0.035  # step size of λ_u on −λ_u·(J_u − c_u) (omnisafe PPOLag lambda_lr)
     lambda_max: float = 0.0  # ceiling of λ_u; 0 = none (omnisafe lagrangian_upper_bound, None for PPOLag)
-    # how A and the A_u combine (dec_mappo_l.py): "normalised" (Â − Σλ_u·Â_u)/(1 + Σλ_u), omnisafe PPOLag;
+    # how A and the A_u combine (lagrangian.py): "normalised" (Â − Σλ_u·Â_u)/(1 + Σλ_u), omnisafe PPOLag;
     # "plain" Â − Σλ_u·Â_u, SafePO / MACPO-repo MAPPO-L; "eq21" Â − Σλ_u·(Â_u + d_u), dec-mappo-l.md eq. 21 literally
     lagrangian_form: str = "normalised"
     # a named set of the values above reproducing a reference (defaults.PRESETS), e.g. "safepo" for SafePO's
@@ -158,6 +162,12 @@ class LearnerConfig:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
 
 
+#: the fields every learner reads (networks, acting, discount, critic optimiser, checkpoints), the
+#: preset selector and update_order (every learner checks it: "sequential" only where supported);
+#: the rest belong to the algorithms that declare them (``Learner.config_keys``)
+COMMON_KEYS: tuple[str, ...] = ("hidden", "hidden_layers", "normalize_obs", "actor_input", "rollout_len", "gamma",
+                                "lr_critic", "max_grad_norm", "keep_checkpoints", "preset", "update_order")
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -181,16 +191,21 @@ def _cast(name: str, value: Any, typ: type) -> Any:
         raise ValueError(f"override {name}={value!r} is not a valid {typ.__name__}") from None
 
 
-def apply_overrides(cfg: LearnerConfig, overrides: dict[str, Any] | None) -> LearnerConfig:
-    """Return a copy of ``cfg`` with ``overrides`` applied; unknown keys raise ValueError naming them."""
-    if not overrides:
-        return dataclasses.replace(cfg)
-    hints = get_type_hints(LearnerConfig)
-    unknown = sorted(set(overrides) - set(hints))
+def check_known(keys: Any) -> None:
+    """Raise ValueError naming every key that is no LearnerConfig field (a typo)."""
+    unknown = sorted(set(keys) - {f.name for f in dataclasses.fields(LearnerConfig)})
     if unknown:
         raise ValueError(
             f"unknown learner override(s) {', '.join(map(repr, unknown))}; "
             f"known: {', '.join(f.name for f in dataclasses.fields(LearnerConfig))}"
         )
+
+
+def apply_overrides(cfg: LearnerConfig, overrides: dict[str, Any] | None) -> LearnerConfig:
+    """Return a copy of ``cfg`` with ``overrides`` applied; unknown keys raise ValueError naming them."""
+    if not overrides:
+        return dataclasses.replace(cfg)
+    check_known(overrides)
+    hints = get_type_hints(LearnerConfig)
     cast = {k: _cast(k, v, hints[k]) for k, v in overrides.items()}
     return dataclasses.replace(cfg, **cast)

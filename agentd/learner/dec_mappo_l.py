@@ -15,7 +15,8 @@ maximises the PPO-clip form (eq. 22) of the Lagrangian (eqs. 19–21)::
   stays available as ``lagrangian_form=eq21``; ``plain`` (Â − Σλ_u Â_u) is SafePO's / the MACPO
   repo's. The 1/(1 + Σλ) keeps the advantage's scale bounded as λ grows (omnisafe PPOLag
   ``_compute_adv_surrogate``), so the clip keeps its meaning.
-* λ_u ≥ 0 is one :class:`~agentd.learner.coef.Lagrange` step per update, before the epochs, on
+* λ_u ≥ 0 is one :class:`~agentd.learner.coef.Lagrange` step per update, before the epochs
+  (lagrangian.CostLagrangian, shared with MAFOCOPS's ν), on
   the loss −λ_u·(J_u − c_u), with J_u the mean cost of the episodes finished since the last update
   (buffer.EpisodeCosts) and c_u the task's per-episode limit: Adam with lr 0.035 from 0.001
   (omnisafe PPOLag), since the paper gives no rule; the MAPPO-L code's nearly constant λ is the
@@ -29,19 +30,18 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 
-from .base import Batch
 from .coef import Lagrange
 from .ippo import IPPO, clip_surrogate
+from .lagrangian import CostLagrangian
 
 
-class DecMAPPOL(IPPO):
+class DecMAPPOL(CostLagrangian, IPPO):
     """DEC-MAPPO-L: PPO-clip on (A − Σλ_u A_u)/(1 + Σλ_u), λ by a dual optimiser, κ-hop policy (dec-mappo-l.md)."""
 
     algo = "dec-mappo-l"
-    uses_costs = True
+    config_keys = CostLagrangian.config_keys + ("lambda_init", "lambda_lr", "lambda_max", "lagrangian_form")
     defaults: ClassVar[dict[str, Any]] = {
         "update_order": "simultaneous",  # eq. 22: each agent optimises its own surrogate (no token)
         "actor_input": "khop",  # eqs. 14, 18, 22 and Alg. 1 l.3: π^i(·|s_{N_κ^i})
@@ -56,29 +56,8 @@ class DecMAPPOL(IPPO):
         return Lagrange([f"lambda{u}" for u in range(self.n_costs)], c.lambda_init, c.lambda_lr,
                         c.lambda_optimizer, upper=c.lambda_max or None)
 
-    def cost_gaps(self) -> np.ndarray:
-        """J_u − c_u from the per-episode cost estimate of the latest rollout."""
-        return self.ep_cost_est - self.cost_limits
-
-    def before_update(self, batch: Batch) -> dict[str, float]:
-        assert self.coefs is not None
-        gap = self.cost_gaps()
-        self.coefs.step(gap)
-        self._d = torch.as_tensor((1.0 - self.cfg.gamma) * gap, dtype=torch.float32)  # eq. 21's d_u
-        return {**self.coefs.values, **{f"cost_gap{u}": float(x) for u, x in enumerate(gap)}}
-
-    def lagrangian_advantage(self, adv: torch.Tensor, cost_adv: torch.Tensor | None) -> torch.Tensor:
-        """A^{(λ)} in the configured ``lagrangian_form``, with the current λ (and d for eq21)."""
-        if cost_adv is None or cost_adv.shape[-1] == 0:
-            return adv
-        assert self.coefs is not None
-        lam = torch.as_tensor(self.coefs.as_list(), dtype=adv.dtype)
-        form = self.cfg.lagrangian_form
-        if form == "eq21":
-            d = getattr(self, "_d", torch.zeros(len(lam))).to(adv.dtype)
-            return adv - ((cost_adv + d) * lam).sum(-1)
-        combined = adv - (cost_adv * lam).sum(-1)
-        return combined / (1.0 + lam.sum()) if form == "normalised" else combined
+    def advantage_form(self) -> str:
+        return self.cfg.lagrangian_form
 
     def policy_loss(self, ratio: torch.Tensor, logp_new: torch.Tensor, logp_old: torch.Tensor,
                     adv: torch.Tensor, kl_per_state: torch.Tensor,

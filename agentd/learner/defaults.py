@@ -27,6 +27,10 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
         "safe-velocity")},
 }
 
+#: every field some task family sets: where a caller merged a family's defaults into the user's overrides
+#: (learner_config(task=None)), such a field is dropped for an algorithm that does not read it, not refused
+FAMILY_KEYS: frozenset[str] = frozenset(k for values in TASK_DEFAULTS.values() for k in values)
+
 
 #: ``--set preset=NAME``: values that reproduce a reference implementation's behaviour, applied above
 #: the algorithm's defaults and beneath the task family's and the caller's overrides (make_learner)

@@ -42,6 +42,7 @@ class DPO(Learner):
     algo = "dpo"
     coef_names: ClassVar[tuple[str, ...]] = ("beta1", "beta2")  # beta1: sqrt-KL term, beta2: KL term
     share_1_over_n: ClassVar[bool] = True  # scale r·Â by 1/N (the decentralised bound's share)
+    config_keys = Learner.config_keys + ("beta_init", "d_target", "dpo_delta", "dpo_omega", "beta_min", "beta_max")
 
     def _make_coefs(self) -> AdaptiveCoef:
         c = self.cfg

@@ -30,6 +30,7 @@ class IDDPG(OffPolicyLearner):
 
     algo = "iddpg"
     act_kinds = ("continuous",)
+    config_keys = OffPolicyLearner.config_keys + ("lr_actor", "tau", "expl_noise")
     defaults: ClassVar[dict[str, Any]] = {
         # actor and critic lr 5e-4, 3-layer MLPs of 128 (dpo.md App. B) = base defaults; τ and the
         # noise σ are not in the paper (LearnerConfig: TD3 / SB3 defaults).

@@ -30,6 +30,8 @@ class IQL(OffPolicyLearner):
 
     algo = "iql"
     act_kinds = ("discrete",)
+    config_keys = OffPolicyLearner.config_keys + ("target_update_every", "double_q", "eps_start", "eps_finish",
+                                                  "eps_anneal_steps")
     defaults: ClassVar[dict[str, Any]] = {
         # lr 5e-4 (dpo.md App. B "learning rate of IQL is also 5e-4"; PyMARL default.yaml lr 0.0005),
         # hidden 128 (App. B; an MLP here, PyMARL's RNN is for partial observability), γ 0.99, grad

@@ -55,7 +55,7 @@ import numpy as np
 import torch
 from torch.nn.utils import parameters_to_vector
 
-from .base import Batch, Learner
+from .base import BATCH_KEYS, Batch, Learner
 
 
 def conjugate_gradient(avp: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor, iters: int,
@@ -127,6 +127,10 @@ class MACPO(Learner):
     supports_sequential = True
     centralised = True  # κ = graph diameter by default
     cost_adv_norm = "centre"  # Â_c in the units of c (module doc, Units; learner-audit.md M1)
+    # no ACTOR_STEP_KEYS: the actor moves by the trust-region step, not by Adam (ent_coef and clip are never
+    # read; lr_actor only sets up the base's actor Adam, which never steps)
+    config_keys = BATCH_KEYS + ("trust_region_delta", "cg_iters", "cg_damping", "ls_steps", "ls_decay",
+                                "ls_fraction_coef")
     defaults: ClassVar[dict[str, Any]] = {
         "update_order": "sequential",  # HATRPO-style sequential scheme with the token
         "trust_region_delta": 0.008,  # mafocops.md Table 5: MACPO kl-threshold 0.008 (Safe MAMuJoCo)
@@ -138,7 +142,6 @@ class MACPO(Learner):
         "lr_critic": 5e-3,  # §5.2 / §5.3: critic_lr 5e-3
         "epochs": 15,  # critic passes per update: §5.3 learning_iters 15 (ppo_epoch default 15, §5.2)
         "minibatches": 1,  # §5.3 num_mini_batch 1
-        "ent_coef": 0.0,  # the trust-region step has no entropy term
     }
 
     def _build(self) -> None:

@@ -15,8 +15,9 @@ leaves its scope ambiguous). Note the KL direction: KL(π_θ ‖ π_θk), new �
 indicator, the early stop and the logged ``kl``.
 
 Before the agent's update (Alg. 1 line 9, eq. 10), from the mean episode cost J_u of the episodes
-finished since the last update, one :class:`~agentd.learner.coef.Lagrange` step on −ν_u·(J_u − c_u),
-projected onto [0, ν_max]. Eq. 10 is that step with plain SGD and α = 5e-5 (Table 5), which moves ν
+finished since the last update, one :class:`~agentd.learner.coef.Lagrange` step on −ν_u·(J_u − c_u)
+(J_u − c_u = −b_u, Theorem 1; lagrangian.CostLagrangian, shared with DEC-MAPPO-L's λ), projected onto
+[0, ν_max]. Eq. 10 is that step with plain SGD and α = 5e-5 (Table 5), which moves ν
 by ~1.8e-3 per update (learner-audit.md finding 8): kept as ``preset=mafocops-paper``. The default is
 the same dual optimiser as DEC-MAPPO-L's λ, with omnisafe FOCOPS's Adam, lr 0.035, init 0.001.
 
@@ -30,15 +31,16 @@ from typing import Any, ClassVar
 
 import torch
 
-from .base import Batch, Learner
+from .base import Batch
 from .coef import Lagrange
+from .lagrangian import CostLagrangian
 
 
-class MAFOCOPS(Learner):
+class MAFOCOPS(CostLagrangian):
     """MAFOCOPS: FOCOPS loss with per-state KL indicator, ν ∈ [0, ν_max] (Zhao et al., mafocops.md)."""
 
     algo = "mafocops"
-    uses_costs = True
+    config_keys = CostLagrangian.config_keys + ("focops_lam", "focops_delta", "nu_init", "nu_lr", "nu_max")
     supports_sequential = True
     centralised = True  # Alg. 1 l.1, l.7: a global value network and the joint advantage (κ = diameter)
     defaults: ClassVar[dict[str, Any]] = {
@@ -61,19 +63,13 @@ class MAFOCOPS(Learner):
     def kl_per_state(self, params_old: torch.Tensor, params_new: torch.Tensor) -> torch.Tensor:
         return self.dist.kl(params_new, params_old)  # KL(π_θ ‖ π_θk), eq. 6 / 11
 
-    def before_update(self, batch: Batch) -> dict[str, float]:
-        assert self.coefs is not None
-        gap = self.ep_cost_est - self.cost_limits  # J_u − c_u = −b_u (Theorem 1)
-        self.coefs.step(gap)
-        return {**self.coefs.values, **{f"cost_gap{u}": float(g) for u, g in enumerate(gap)}}
+    def advantage_form(self) -> str:
+        return "plain"  # eq. 11: η̂ − Σ_u ν_u Â_u, no normalisation
 
     def policy_loss(self, ratio: torch.Tensor, logp_new: torch.Tensor, logp_old: torch.Tensor,
                     adv: torch.Tensor, kl_per_state: torch.Tensor,
                     cost_adv: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
-        assert self.coefs is not None
-        target = adv
-        if cost_adv is not None and cost_adv.shape[-1] > 0:
-            target = adv - (cost_adv * torch.as_tensor(self.coefs.as_list(), dtype=adv.dtype)).sum(-1)
+        target = self.lagrangian_advantage(adv, cost_adv)
         accept = (kl_per_state.detach() <= self.cfg.focops_delta).to(adv.dtype)
         loss = ((kl_per_state - ratio * target / self.cfg.focops_lam) * accept).mean()
         return loss, {"accepted_frac": accept.mean().item()}

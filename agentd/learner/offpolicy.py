@@ -18,7 +18,7 @@ refills it and waits for ``learning_starts`` again, like the on-policy base rest
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -59,6 +59,8 @@ class ReplayBuffer:
 class OffPolicyLearner(Learner):
     """Replay-based learner; a subclass builds its nets (``_build_nets``), picks actions from
     normalised inputs (``_select``) and takes one gradient step (``_gradient_step``)."""
+
+    config_keys: ClassVar[tuple[str, ...]] = ("replay_size", "batch_size", "learning_starts", "gradient_steps")
 
     def _build(self) -> None:
         self._check_cfg()

@@ -24,7 +24,7 @@ frequencies of the rollout and no γ^k in the gradient, so the learner maximises
 occupancy over the episode instead — a different optimum whenever ξ is far from what the utility
 wants (experiments/results/shadow_pg_occupancy.md).
 
-Utilities (``--set utility=…``): ``entropy`` f_i = −Σ_x d_i(x)·log d_i(x), d_i = (1−γ)·Σ_a λ_i
+Utilities (``--set utility=…``; utility.py): ``entropy`` f_i = −Σ_x d_i(x)·log d_i(x), d_i = (1−γ)·Σ_a λ_i
 (maximum-entropy exploration; d floored at ``occupancy_floor``); ``linear`` f_i = ⟨r, λ_i⟩ with r the
 task's reward, so r̃ is the reward itself; ``target`` f_i = −Σ_x (d_i(x) − d*(x))² with d* from
 ``utility_target`` (uniform when empty).
@@ -58,10 +58,9 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from envserver.tasks.networked_mdp import entropy_utility
-
 from .base import Batch, Learner, standardise
 from .occupancy import EpisodeOccupancy
+from .utility import entropy_utility, target_utility
 
 
 class ShadowPG(Learner):
@@ -70,6 +69,7 @@ class ShadowPG(Learner):
     algo = "shadow-pg"
     act_kinds = ("discrete",)
     shares_q = True  # update() needs the κ-ball's Q-values (agentd/qvals.py)
+    config_keys = Learner.config_keys + ("utility", "utility_target", "occupancy_floor", "occupancy")
     defaults: ClassVar[dict[str, Any]] = {
         "normalize_obs": False,  # the local state is read off the raw one-hot observation
         "actor_input": "khop",  # "policy factorization": π^i(a_i | s_{N_i^κ}), the κ-hop localised policy
@@ -129,13 +129,9 @@ class ShadowPG(Learner):
 
     def utility_and_grad(self, lam: np.ndarray) -> tuple[float, np.ndarray]:
         """f_i(λ̃_i) and ∇f_i [k_s, k_a] for the configured utility (``linear`` is handled by the caller)."""
-        g = self.cfg.gamma
         if self.cfg.utility == "entropy":
-            return entropy_utility(lam, g, self.cfg.occupancy_floor)
-        d = (1.0 - g) * lam.sum(axis=1)
-        diff = d - self.target
-        grad = np.repeat((-2.0 * (1.0 - g) * diff)[:, None], lam.shape[1], axis=1)
-        return float(-(diff ** 2).sum()), grad
+            return entropy_utility(lam, self.cfg.gamma, self.cfg.occupancy_floor)
+        return target_utility(lam, self.cfg.gamma, self.target)
 
     def _prepare(self, last_critic_in: np.ndarray, token: np.ndarray | None) -> Batch:
         """GAE on the shadow reward instead of the task's: ret is then Q̃_i at every sample."""

@@ -1,12 +1,16 @@
-"""`khop sweep`'s command line."""
+"""`khop sweep`'s command line: every `khop run` option under its own flag (the axes take
+comma-separated lists), derived from the same declarations."""
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from envserver.options import declared, flag_of
+
+from ..run.config import RunConfig
 from .report import write_sweep_report
 from .runner import Sweep
-from .spec import SweepSpec
+from .spec import AXES, FIXED, SweepSpec
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -14,18 +18,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--spec", type=Path, default=None, help="JSON or TOML file with the same keys as these options")
     p.add_argument("--out", type=Path, default=None, help="sweep directory (default sweeps/sweep)")
     lists = p.add_argument_group("axes (comma-separated lists)")
-    for name, help_ in (("task", "tasks"), ("algo", "learners"), ("relay", "sync and/or async"),
-                        ("kappa", "e.g. 0,1,2"), ("budget", "bytes per agent per env step, or none; e.g. none,2000,500"),
-                        ("seeds", "e.g. 0,1,2"), ("steps", "env steps per run"), ("envs", "env copies per run")):
-        lists.add_argument(f"--{name}", default=None, help=help_)
-    lists.add_argument("--topology", action="append", default=None, help="repeatable; default: the task's graph")
-    p.add_argument("--set", dest="overrides", action="append", default=None, metavar="KEY=VALUE",
-                   help="learner hyperparameter for every cell, repeatable")
-    for flag, kind in (("--link-delay-ms", float), ("--link-jitter-ms", float), ("--link-loss", float),
-                       ("--link-bandwidth-bps", float), ("--round-timeout-ms", float), ("--budget-max-period", int),
-                       ("--deadline", float), ("--checkpoint-every", int)):
-        p.add_argument(flag, type=kind, default=None, help="as for `khop run`, for every cell")
-    p.add_argument("--inprocess", action="store_true", default=None, help="run each cell with `khop run --inprocess`")
+    fixed = p.add_argument_group("`khop run` options, the same for every cell")
+    for f, opt in declared(RunConfig):
+        if f.name not in AXES and f.name not in FIXED:
+            continue
+        flag = flag_of(f, opt)
+        flags = [flag, "--seeds"] if f.name == "seed" else [flag]
+        if f.name == "comm_budget":
+            flags.append("--budget")  # the sweep's older name for it
+        group = lists if f.name in AXES else fixed
+        if f.name == "topology":  # file names may hold commas: repeat the flag instead
+            group.add_argument(flag, dest=f.name, action="append", default=None, help="repeatable; " + opt.help)
+        elif opt.repeat:
+            group.add_argument(flag, dest=f.name, action="append", default=None, metavar=opt.metavar, help=opt.help)
+        elif isinstance(f.default, bool):
+            group.add_argument(flag, dest=f.name, action="store_const", const=not opt.negate, default=None,
+                               help=opt.help)
+        else:
+            group.add_argument(*flags, dest=f.name, default=None, metavar=opt.metavar, help=opt.help)
     p.add_argument("--jobs", type=int, default=None, help="cells running at once (default 1)")
     p.add_argument("--dry-run", action="store_true", help="print what would run and exit")
     p.add_argument("--report-only", action="store_true", help="rewrite OUT/report from the finished cells")
@@ -33,11 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def spec_from_args(args: argparse.Namespace) -> SweepSpec:
     spec = SweepSpec.from_file(args.spec) if args.spec else SweepSpec()
-    given = {k: getattr(args, k) for k in ("task", "algo", "relay", "kappa", "budget", "seeds", "steps", "envs",
-                                           "topology", "overrides", "link_delay_ms", "link_jitter_ms", "link_loss",
-                                           "link_bandwidth_bps", "round_timeout_ms", "budget_max_period", "deadline",
-                                           "checkpoint_every", "inprocess", "jobs", "out")
-             if getattr(args, k, None) is not None}
+    given = {k: getattr(args, k) for k in (*AXES, *FIXED, "jobs", "out") if getattr(args, k, None) is not None}
     return SweepSpec.from_mapping(given, spec)
 
 

@@ -79,14 +79,14 @@ def plot_curves(out_dir: Path, cells: list[Cell], rows: list[dict], path: Path, 
 
     finished = {r["cell"] for r in rows if r.get("status") == "finished"}
     done = [c for c in cells if c.name in finished]
-    columns = sorted({(c.axes["task"], c.axes["algo"], budget_label(c.axes["budget"])) for c in done},
+    columns = sorted({(c.axes["task"], c.axes["algo"], budget_label(c.axes["comm_budget"])) for c in done},
                      key=lambda k: (k[0], k[1], math.inf if k[2] == "none" else float(k[2])))
     fig = Figure(figsize=(4.5 * max(1, len(columns)), 7), dpi=100, layout="constrained")
     axes = fig.subplots(2, max(1, len(columns)), squeeze=False)
     relays = {c.axes["relay"] for c in done}
     for col, (task, algo, budget) in enumerate(columns):
         mine = [c for c in done if (c.axes["task"], c.axes["algo"]) == (task, algo)
-                and budget_label(c.axes["budget"]) == budget]
+                and budget_label(c.axes["comm_budget"]) == budget]
         steps = max(c.axes["steps"] for c in mine)
         grid = np.linspace(0, steps, bins + 1)
         centres = (grid[:-1] + grid[1:]) / 2

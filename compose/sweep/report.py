@@ -17,7 +17,8 @@ def cell_row(cell: Cell, run_dir: Path) -> dict[str, Any]:
     """One CSV row: the cell's axes, its state and the numbers the frontier is drawn from."""
     from ..report import summarize  # lazy: matplotlib loads only when a report is written
 
-    row: dict[str, Any] = {**cell.axes, "budget": budget_label(cell.axes["budget"]), "cell": cell.name}
+    axes = {k: v for k, v in cell.axes.items() if k != "comm_budget"}
+    row: dict[str, Any] = {**axes, "budget": budget_label(cell.axes["comm_budget"]), "cell": cell.name}
     try:
         status = json.loads((run_dir / "run_status.json").read_text()).get("state", "unknown")
     except (OSError, ValueError):

@@ -11,32 +11,24 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from ..launcher import LaunchError, RunConfig, comm_args, validate
+from envserver.options import names, to_argv
+
+from ..run.config import LaunchError, RunConfig, validate
 from .report import write_sweep_report
 from .spec import Cell, SweepError, SweepSpec
 
 
 def run_command(cfg: RunConfig) -> list[str]:
-    """The `khop run` command line that runs one cell."""
-    cmd = [sys.executable, "-m", "compose.cli", "run", "--run-dir", str(cfg.run_dir), "--no-progress",
-           "--task", cfg.task, "--algo", cfg.algo, "--kappa", str(cfg.kappa), "--steps", str(cfg.steps),
-           "--envs", str(cfg.envs), "--seed", str(cfg.seed), "--deadline", str(cfg.deadline_s),
-           "--checkpoint-every", str(cfg.checkpoint_every), *comm_args(cfg)]
-    if cfg.topology:
-        cmd += ["--topology", cfg.topology]
-    if cfg.inprocess:
-        cmd.append("--inprocess")
-    for kv in cfg.overrides:
-        cmd += ["--set", kv]
-    return cmd
+    """The `khop run` command line that runs one cell: the cell's RunConfig as its own arguments."""
+    return [sys.executable, "-m", "compose.cli", "run", *to_argv(cfg)]
 
 
 # --------------------------------------------------------------------------- resume
 
 
-_MATCH_KEYS = ("task", "algo", "kappa", "steps", "envs", "seed", "overrides", "relay", "comm_budget",
-               "budget_max_period", "link_delay_ms", "link_jitter_ms", "link_loss", "link_bandwidth_bps",
-               "round_timeout_ms", "actor_mask", "inprocess")
+#: what may differ between a cell's recorded run and the sweep's wish: where and how it is watched
+#: (supervision, keys), and the topology (recorded resolved: the task's default graph by name)
+_NOT_MATCHED = ("run_dir", "progress", "restart", "max_restarts", "curve", "topology")
 
 
 def cell_state(run_dir: Path, cfg: RunConfig) -> str:
@@ -50,8 +42,8 @@ def cell_state(run_dir: Path, cfg: RunConfig) -> str:
         except ValueError:
             return "unfinished"
         want = asdict(cfg)
-        for key in _MATCH_KEYS:
-            if key in recorded and recorded[key] != want[key]:
+        for key in names(RunConfig):
+            if key not in _NOT_MATCHED and key in recorded and recorded[key] != want[key]:
                 raise SweepError(f"{run_dir} holds a run with {key}={recorded[key]!r}, but this sweep asks for "
                                  f"{want[key]!r}; use another --out")
     try:

@@ -1,112 +1,89 @@
-"""What a sweep is: its axes, the spec file / CLI values cast and checked, and the grid's cells."""
+"""What a sweep is: its axes, the spec file / CLI values cast and checked, and the grid's cells.
+
+A sweep spec takes every `khop run` option under the same name (the flag without its dashes, e.g.
+``heartbeat-timeout`` or ``heartbeat_timeout``, or the RunConfig field, ``heartbeat_timeout_s``);
+the options in :data:`AXES` may list several values (a list, or a comma-separated string), and the
+grid is every combination of them. Each value is parsed and range-checked by the option's own
+declaration (compose/run/config.py RunConfig, agentd/comm.py CommConfig).
+"""
 from __future__ import annotations
 
 import itertools
 import json
-import math
 import tomllib
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..launcher import LaunchError, RunConfig
+from envserver.options import OptionError, cast, flags, names
 
+from ..run.config import LaunchError, RunConfig
 
-#: axes a sweep may list; every cell takes one value of each
-AXES = ("task", "algo", "relay", "kappa", "budget", "seed", "steps", "envs", "topology")
-#: settings fixed for the whole sweep
-FIXED = ("overrides", "link_delay_ms", "link_jitter_ms", "link_loss", "link_bandwidth_bps", "round_timeout_ms",
-         "budget_max_period", "deadline_s", "checkpoint_every", "actor_mask", "actor_input",
-         "inprocess")
-NONE_WORDS = ("none", "null", "off", "inf", "")
+#: options a sweep may list; every cell takes one value of each (the sweep's default in brackets)
+AXES = ("task", "algo", "relay", "kappa", "comm_budget", "seed", "steps", "envs", "topology")
+AXIS_DEFAULTS: dict[str, list] = {"task": [RunConfig.task], "algo": [RunConfig.algo], "relay": [RunConfig.relay],
+                                  "kappa": [1], "comm_budget": [None], "seed": [0], "steps": [RunConfig.steps],
+                                  "envs": [RunConfig.envs], "topology": [""]}
+#: RunConfig options a sweep does not take: each cell has its own directory, and no progress bar
+NOT_FOR_SWEEP = ("run_dir", "progress")
+#: every other `khop run` option, fixed for the whole sweep
+FIXED = tuple(n for n in names(RunConfig) if n not in AXES and n not in NOT_FOR_SWEEP)
+#: plural and older names of the axes
+ALIASES = {"seeds": "seed", "kappas": "kappa", "budget": "comm_budget", "budgets": "comm_budget",
+           "algos": "algo", "tasks": "task"}
 
 
 class SweepError(LaunchError):
     """A bad sweep spec; one line for the user."""
 
 
-def _budget(v: Any) -> float | None:
-    if v is None or (isinstance(v, str) and v.strip().lower() in NONE_WORDS):
-        return None
-    try:
-        b = float(v)
-    except (TypeError, ValueError):
-        raise SweepError(f"budget values are numbers of bytes or 'none', got {v!r}") from None
-    if not (0 < b < math.inf):
-        raise SweepError(f"budget values must be > 0 bytes, got {v!r}")
-    return b
-
-
-def _int(v: Any, what: str) -> int:
-    if isinstance(v, bool):
-        raise SweepError(f"{what} values must be integers, got {v!r}")
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        raise SweepError(f"{what} values must be integers, got {v!r}") from None
-    if not f.is_integer():
-        raise SweepError(f"{what} values must be integers, got {v!r}")
-    return int(f)
-
-
-_CAST = {"task": str, "algo": str, "relay": str, "topology": str, "budget": _budget,
-         "kappa": lambda v: _int(v, "kappa"), "seed": lambda v: _int(v, "seed"),
-         "steps": lambda v: _int(v, "steps"), "envs": lambda v: _int(v, "envs")}
+def _field_names() -> dict[str, str]:
+    """Every accepted spelling of a sweep key → the RunConfig field (or out / jobs)."""
+    out = {"out": "out", "jobs": "jobs", **ALIASES}
+    for name, flag in flags(RunConfig).items():
+        if name in NOT_FOR_SWEEP:
+            continue
+        for key in (name, flag[2:], flag[2:].replace("-", "_")):
+            out[key] = name
+    return out
 
 
 @dataclass
 class SweepSpec:
     out: Path = Path("sweeps/sweep")
-    task: list = field(default_factory=lambda: ["coop-game"])
-    algo: list = field(default_factory=lambda: ["dpo"])
-    relay: list = field(default_factory=lambda: ["sync"])
-    kappa: list = field(default_factory=lambda: [1])
-    budget: list = field(default_factory=lambda: [None])
-    seed: list = field(default_factory=lambda: [0])
-    steps: list = field(default_factory=lambda: [48_000])
-    envs: list = field(default_factory=lambda: [16])
-    topology: list = field(default_factory=lambda: [""])
-    overrides: list = field(default_factory=list)
-    link_delay_ms: float = 0.0
-    link_jitter_ms: float = 0.0
-    link_loss: float = 0.0
-    link_bandwidth_bps: float = 0.0
-    round_timeout_ms: float | None = None
-    budget_max_period: int = 4
-    deadline_s: float = 30.0
-    checkpoint_every: int = 10
-    actor_mask: bool = False
-    actor_input: str | None = None  # None: each algorithm's own default
-    inprocess: bool = False
     jobs: int = 1
+    axes: dict[str, list] = field(default_factory=lambda: {a: list(v) for a, v in AXIS_DEFAULTS.items()})
+    fixed: dict[str, Any] = field(default_factory=dict)  # RunConfig field -> value, where not its default
 
     @classmethod
     def from_mapping(cls, data: dict[str, Any], base: "SweepSpec | None" = None) -> "SweepSpec":
-        """Spec keys as in the CLI (``seeds`` = ``seed``, ``set`` = ``overrides``; lists or scalars;
-        list values may also be comma-separated strings)."""
+        """Spec keys as in the CLI (lists or scalars; axis values may also be comma-separated strings)."""
         spec = base or cls()
-        aliases = {"seeds": "seed", "set": "overrides", "kappas": "kappa", "budgets": "budget", "algos": "algo",
-                   "tasks": "task", "deadline": "deadline_s"}
-        known = {f.name for f in fields(cls)}
+        known = _field_names()
         for key, value in data.items():
-            name = aliases.get(key, key).replace("-", "_")
-            if name not in known:
-                raise SweepError(f"unknown sweep key {key!r}; known: {', '.join(sorted(known | set(aliases)))}")
-            if value is None and name not in ("budget", "round_timeout_ms"):
-                continue
-            if name in AXES:
-                items = value if isinstance(value, list) else (
-                    [x.strip() for x in value.split(",")] if isinstance(value, str) and name != "topology"
-                    else [value])
-                if not items:
-                    raise SweepError(f"sweep axis {key!r} is empty")
-                setattr(spec, name, [_CAST[name](x) for x in items])
-            elif name == "overrides":
-                setattr(spec, name, list(value) if isinstance(value, list) else [value])
-            elif name == "out":
-                spec.out = Path(value)
-            else:
-                setattr(spec, name, value)
+            name = known.get(key)
+            if name is None:
+                raise SweepError(f"unknown sweep key {key!r}; known: {', '.join(sorted(known))}")
+            try:
+                if name == "out":
+                    spec.out = Path(value)
+                elif name == "jobs":
+                    spec.jobs = int(value)
+                elif name in AXES:
+                    items = value if isinstance(value, list) else (
+                        [x.strip() for x in value.split(",")] if isinstance(value, str) and name != "topology"
+                        else [value])
+                    if not items:
+                        raise SweepError(f"sweep axis {key!r} is empty")
+                    spec.axes[name] = [cast(RunConfig, name, x) for x in items]
+                elif value is None:  # null: the option's default
+                    spec.fixed.pop(name, None)
+                else:
+                    spec.fixed[name] = cast(RunConfig, name, value)
+            except OptionError as err:
+                raise SweepError(f"sweep key {key!r}: {err}") from None
+            except ValueError:
+                raise SweepError(f"sweep key {key!r}: not a valid value: {value!r}") from None
         if spec.jobs < 1:
             raise SweepError(f"--jobs must be >= 1, got {spec.jobs}")
         return spec
@@ -127,19 +104,17 @@ class SweepSpec:
         return cls.from_mapping(data, base)
 
     def cells(self) -> list["Cell"]:
-        varying = {a for a in ("steps", "envs", "topology") if len(getattr(self, a)) > 1}
-        out = []
-        for values in itertools.product(*(getattr(self, a) for a in AXES)):
-            out.append(Cell(dict(zip(AXES, values)), varying))
-        names = [c.name for c in out]
-        if len(set(names)) != len(names):
+        varying = {a for a in ("steps", "envs", "topology") if len(self.axes[a]) > 1}
+        out = [Cell(dict(zip(AXES, values)), varying) for values in itertools.product(*(self.axes[a] for a in AXES))]
+        names_ = [c.name for c in out]
+        if len(set(names_)) != len(names_):
             raise SweepError("two cells of the grid would share a directory (a value is listed twice?)")
         return out
 
     def to_json(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["out"] = str(self.out)
-        return d
+        """sweep.json: the resolved spec, readable back by :meth:`from_mapping`."""
+        return {"out": str(self.out), "jobs": self.jobs, **self.axes,
+                **{k: str(v) if isinstance(v, Path) else v for k, v in self.fixed.items()}}
 
 
 def budget_label(b: float | None) -> str:
@@ -158,7 +133,7 @@ class Cell:
     @property
     def name(self) -> str:
         a = self.axes
-        b = budget_label(a["budget"])
+        b = budget_label(a["comm_budget"])
         parts = [a["task"], a["algo"], a["relay"], f"k{a['kappa']}", f"b{b}", f"s{a['seed']}"]
         parts += [f"n{a['steps']}"] if "steps" in self.varying else []
         parts += [f"e{a['envs']}"] if "envs" in self.varying else []
@@ -166,13 +141,6 @@ class Cell:
         return "_".join(_slug(p) for p in parts)
 
     def run_config(self, spec: SweepSpec, run_dir: Path) -> RunConfig:
-        a = self.axes
-        return RunConfig(task=a["task"], algo=a["algo"], topology=a["topology"], kappa=a["kappa"], steps=a["steps"],
-                         envs=a["envs"], seed=a["seed"], run_dir=run_dir, overrides=list(spec.overrides),
-                         deadline_s=spec.deadline_s, checkpoint_every=spec.checkpoint_every, progress=False,
-                         inprocess=spec.inprocess, relay=a["relay"], comm_budget=a["budget"],
-                         budget_max_period=spec.budget_max_period, link_delay_ms=spec.link_delay_ms,
-                         link_jitter_ms=spec.link_jitter_ms, link_loss=spec.link_loss,
-                         link_bandwidth_bps=spec.link_bandwidth_bps, round_timeout_ms=spec.round_timeout_ms,
-                         actor_mask=spec.actor_mask, actor_input=spec.actor_input)
-
+        """This cell's `khop run` configuration: its axis values over the sweep's fixed options."""
+        fixed = {k: list(v) if isinstance(v, list) else v for k, v in spec.fixed.items()}
+        return RunConfig(**fixed, **self.axes, run_dir=run_dir, progress=False)

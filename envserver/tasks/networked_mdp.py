@@ -22,7 +22,9 @@ r_j(s_j, a_j) it gives the discounted occupancy λ^π (eq. 2), the local occupan
 the Q-functions Q_j(s, a) (eq. 7), the exact gradient (eq. 10) and the κ-truncated gradient of
 eq. (15) with the truncated Q̂_j of eq. (14) (agents outside N_j^κ fixed to state 0 and action 0).
 For a general utility F(θ) = (1/n)·Σ_i f_i(λ_i) pass the shadow rewards r_i = ∇f_i(λ_i) (Lemma 1);
-:func:`entropy_utility` is the local state-occupancy entropy f_i = −Σ d_i log d_i.
+:meth:`ExactSolver.utility` takes f_i as a function, e.g. the learner's
+``agentd.learner.utility.entropy_utility`` (the utilities are the learner's objectives; the task
+does not import the learner).
 
 The VecTask (`networked-mdp`): 8 agents on a line, k_s = k_a = 2, δ = 0.5, 50-step episodes,
 agent i observes the one-hot of its own local state only, and the team reward is the linear
@@ -31,6 +33,7 @@ utility r(s, a) = (1/n)·Σ_i R[i, s_i, a_i] with R ~ U(0, 1).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import networkx as nx
@@ -40,6 +43,7 @@ from .base import AgentSpec, StepResult, TaskSpec, VecTask
 
 N_AGENTS, N_LOCAL_STATES, N_LOCAL_ACTIONS, HORIZON = 8, 2, 2, 50
 OWN_WEIGHT, COUPLING, DECAY = 0.4, 0.15, 0.5
+Utility = Callable[[np.ndarray, float], tuple[float, np.ndarray]]  # f(λ_i, γ) → (f_i(λ_i), ∇f_i [k_s, k_a])
 
 
 def line_graph(n: int) -> nx.Graph:
@@ -155,17 +159,7 @@ class NetworkedMDP:
         return float((np.exp(beta * self.dist) * M).sum(axis=1).max())
 
 
-# --------------------------------------------------------------------------- utilities
-
-
-def entropy_utility(lam_i: np.ndarray, gamma: float, floor: float = 1e-6) -> tuple[float, np.ndarray]:
-    """f_i(λ_i) = −Σ_x d_i(x)·log d_i(x), d_i(x) = (1−γ)·Σ_b λ_i(x, b) (max-entropy exploration,
-    §2), and its gradient ∇_{λ_i} f_i = −(1−γ)·(log d_i(x) + 1) [k_s, k_a] (the shadow reward).
-    ``floor`` keeps the gradient bounded (Assumption 2) where an occupancy is ~0."""
-    d = np.maximum((1.0 - gamma) * lam_i.sum(axis=1), floor)
-    value = float(-(d * np.log(d)).sum())
-    grad = np.repeat((-(1.0 - gamma) * (np.log(d) + 1.0))[:, None], lam_i.shape[1], axis=1)
-    return value, grad
+# --------------------------------------------------------------------------- policies
 
 
 def softmax_policy(theta: np.ndarray) -> np.ndarray:
@@ -274,17 +268,15 @@ class ExactSolver:
         ev.update({"V": V, "Q": Q, "value": value, "rewards": rewards})
         return ev
 
-    def utility_value(self, theta: np.ndarray, f=None) -> float:
-        """F(θ) = (1/n)·Σ_i f_i(λ_i) alone (default f: :func:`entropy_utility`)."""
-        f = entropy_utility if f is None else f
+    def utility_value(self, theta: np.ndarray, f: Utility) -> float:
+        """F(θ) = (1/n)·Σ_i f_i(λ_i) alone, f(λ_i, γ) → (f_i, ∇f_i) (e.g. agentd.learner.utility)."""
         lam = self.occupancy(theta)["lam_local"]
         return float(np.mean([f(lam[i], self.gamma)[0] for i in range(self.n)]))
 
-    def utility(self, theta: np.ndarray, f=None) -> tuple[float, np.ndarray, dict]:
+    def utility(self, theta: np.ndarray, f: Utility) -> tuple[float, np.ndarray, dict]:
         """F(θ) = (1/n)·Σ_i f_i(λ_i), the shadow rewards ∇f_i(λ_i) [n, k_s, k_a], and :meth:`evaluate`
         under those shadow rewards (so ``Q`` holds the shadow Q-functions of Lemma 1 and
         :meth:`gradient` gives ∇F)."""
-        f = entropy_utility if f is None else f
         occ = self.occupancy(theta)
         vals, grads = zip(*(f(occ["lam_local"][i], self.gamma) for i in range(self.n)))
         shadow = np.stack(grads)

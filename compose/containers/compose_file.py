@@ -12,7 +12,7 @@ What it writes, for `-o DIR/RUN.yaml`:
 
 Both JSON files reach the containers as Compose `configs` (bind mounts on one machine, Swarm configs
 on a Swarm) under /khop; the envserver's container copies them into the run directory when it
-starts (compose/entrypoint.sh), so the run directory looks like a `khop run` one and `khop report`
+starts (compose/containers/entrypoint.sh), so the run directory looks like a `khop run` one and `khop report`
 works on it. The run directory is /runs/<run> on a named volume.
 
 The file keeps to what both loaders accept — the Compose Specification (`docker compose`) and the
@@ -22,7 +22,6 @@ configs, restart policy both as `restart` (Compose) and `deploy.restart_policy` 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import re
 import shlex
@@ -32,7 +31,9 @@ from pathlib import Path, PurePosixPath
 
 from topologies import save_topology
 
-from .launcher import LaunchError, RunConfig, process_args, run_record, validate
+from envserver.options import from_namespace
+
+from ..run.config import LaunchError, RunConfig, process_args, run_record, validate
 
 ENV_PORT = 5555
 AGENT_PORT = 7000
@@ -41,8 +42,7 @@ RECORD = PurePosixPath("/khop")  # where the configs (topology, run record) are 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 # `khop run` options that mean nothing for a compose file; every other one is taken over as it is
 # restart flags: Docker restarts containers; curve: keys are not shipped to containers yet
-NOT_FOR_COMPOSE = ("help", "run_dir", "no_progress", "inprocess", "restart", "max_restarts", "curve")
-RENAMED = {"deadline": "deadline_s", "heartbeat_timeout": "heartbeat_timeout_s"}  # option dest -> RunConfig field
+NOT_FOR_COMPOSE = ("help", "run_dir", "progress", "inprocess", "restart", "max_restarts", "curve", "resume")
 
 
 def render(cfg: RunConfig, name: str, image: str = "khop", volume: str | None = None, nfs: str | None = None,
@@ -115,7 +115,7 @@ def compose_document(args: dict[str, list[str]], *, name: str, image: str, volum
         return svc
 
     env = service("envserver", "envserver", args["envserver"], ENV_PORT, restart=False)
-    # the envserver copies the run record into the run directory on start (compose/entrypoint.sh)
+    # the envserver copies the run record into the run directory on start (compose/containers/entrypoint.sh)
     env["environment"]["KHOP_RUN_DIR"] = str(run_dir)
     env["configs"].append({"source": "run-config", "target": str(RECORD / "config.json")})
     services = {"envserver": env}
@@ -151,7 +151,7 @@ def _header(cfg: RunConfig, spec, name: str, files: dict[str, Path], volume: str
         f"# written by: {shlex.join(['khop', *sys.argv[1:]]) if sys.argv[1:2] == ['compose'] else 'khop compose'}",
         f"# with {files['topology'].name} and {files['config'].name} beside it (mounted as configs).",
         "#",
-        "# one machine:  docker build -f compose/Dockerfile -t khop .   (from the khop checkout)",
+        "# one machine:  docker build -f compose/containers/Dockerfile -t khop .   (from the khop checkout)",
         f"#               docker compose -f {f} -p {name} up -d",
         f"#               docker compose -f {f} -p {name} logs -f envserver",
         f"#               run directory: {RUNS / name} on volume {volume}",
@@ -222,19 +222,16 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add `khop compose`, with `khop run`'s own options where they apply (same names, defaults, help)."""
     p = subparsers.add_parser("compose", help="write a Compose file: one container per agent plus the envserver "
                                               "(docker compose up, or docker stack deploy on a Swarm)")
-    taken = []
     for action in subparsers.choices["run"]._actions:
         if action.dest not in NOT_FOR_COMPOSE:
             p._add_action(action)
-            taken.append(action.dest)
-    p.set_defaults(run_options=taken)
     p.add_argument("-o", "--output", type=Path, default=None,
                    help="the compose file to write (default compose/<name>.yaml); RUN.topology.json and "
                         "RUN.config.json are written beside it")
     p.add_argument("--name", default=None,
                    help="run name: run directory /runs/<name> and Swarm stack name (default "
                         "<task>-<algo>-k<κ>-s<seed>-<time>)")
-    p.add_argument("--image", default="khop", help="the image built from compose/Dockerfile (default khop)")
+    p.add_argument("--image", default="khop", help="the image built from compose/containers/Dockerfile (default khop)")
     p.add_argument("--volume", default=None, help="named volume for /runs (default khop-<name>)")
     p.add_argument("--nfs", default=None, metavar="SERVER:/EXPORT",
                    help="back the volume by NFS so every Swarm node shares one run directory")
@@ -242,10 +239,10 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def cmd_compose(args: argparse.Namespace) -> int:
-    fields = {f.name for f in dataclasses.fields(RunConfig)}
-    cfg = RunConfig(progress=False, **{RENAMED.get(d, d): getattr(args, d) for d in args.run_options
-                                       if RENAMED.get(d, d) in fields})
+    cfg = from_namespace(RunConfig, args, progress=False)
     validate(cfg)  # settles a default κ before the name uses it
+    for line in cfg.warnings:
+        print(f"khop compose: warning: {line}", file=sys.stderr)
     name = args.name or f"{cfg.task}-{cfg.algo}-k{cfg.kappa}-s{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
     files = render(cfg, name, image=args.image, volume=args.volume, nfs=args.nfs, out=args.output)
     f = files["compose"]

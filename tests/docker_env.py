@@ -1,9 +1,9 @@
 """A private, hermetic Docker engine for khop's container tests and CI.
 
-    python -m compose.docker_env prepare   # root: apt packages, the compose binary, the base rootfs (cached)
-    python -m compose.docker_env up        # start dockerd in its own network namespace; print DOCKER_HOST
-    python -m compose.docker_env image     # build khop:test on that engine (base image imported first)
-    python -m compose.docker_env down      # stop it, delete the namespace, restore ip_forward
+    python tests/docker_env.py prepare   # root: apt packages, the compose binary, the base rootfs (cached)
+    python tests/docker_env.py up        # start dockerd in its own network namespace; print DOCKER_HOST
+    python tests/docker_env.py image     # build khop:test on that engine (base image imported first)
+    python tests/docker_env.py down      # stop it, delete the namespace, restore ip_forward
 
 Recipe (shared/DOCKER.md): dockerd runs inside a network namespace of its own, entered with
 `nsenter --net` (`ip netns exec` would remount /sys), with a private data root, exec root, pid file
@@ -161,7 +161,7 @@ def base_tarball(root: Path = ROOT) -> Path:
     if os.geteuid() != 0:
         raise EngineUnavailable("not root: debootstrap needs root")
     if not shutil.which("debootstrap") and not os.access("/usr/sbin/debootstrap", os.X_OK):
-        raise EngineUnavailable("debootstrap is not installed (python -m compose.docker_env prepare)")
+        raise EngineUnavailable("debootstrap is not installed (python tests/docker_env.py prepare)")
     CACHE.mkdir(parents=True, exist_ok=True)
     for stale in CACHE.glob("base-*.tar*"):  # one base at a time: the disk is not ours alone
         stale.unlink(missing_ok=True)
@@ -235,7 +235,7 @@ class Engine:
                    if not shutil.which(t) and not os.access(f"/usr/sbin/{t}", os.X_OK)]
         if missing or not docker_cli():
             raise EngineUnavailable(f"not installed: {', '.join(missing or ['docker CLI'])} "
-                                    "(python -m compose.docker_env prepare)")
+                                    "(python tests/docker_env.py prepare)")
         self.stop()  # whatever a crashed earlier run left behind
         forward = Path("/proc/sys/net/ipv4/ip_forward").read_text().strip()
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -312,9 +312,9 @@ class Engine:
         return tag
 
     def build_image(self, tag: str = "khop:test", root: Path = ROOT) -> str:
-        """compose/Dockerfile, FROM the local base, adding only the project (--no-deps)."""
+        """compose/containers/Dockerfile, FROM the local base, adding only the project (--no-deps)."""
         base = self.base_image(root)
-        self.docker("build", "-q", "-f", str(root / "compose" / "Dockerfile"), "--build-arg", f"BASE={base}",
+        self.docker("build", "-q", "-f", str(root / "compose" / "containers" / "Dockerfile"), "--build-arg", f"BASE={base}",
                     "--build-arg", "INSTALL_DEPS=0", "-t", tag, str(root), timeout=900)
         return tag
 
@@ -353,7 +353,7 @@ def _mounts_under(path: Path) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m compose.docker_env", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python tests/docker_env.py", description=__doc__.split("\n\n")[0])
     p.add_argument("action", choices=["prepare", "up", "image", "down"])
     p.add_argument("--name", default=DEFAULT_NAME, help="network namespace / engine name")
     args = p.parse_args(argv)

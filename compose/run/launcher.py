@@ -1,0 +1,240 @@
+"""`khop run` on one machine: where the envserver and the N agentd processes are spawned, watched
+and stopped.
+
+Each child is a real OS process talking TCP on 127.0.0.1. Children get PR_SET_PDEATHSIG so that
+even a SIGKILLed launcher leaves no orphans, and Ctrl-C / SIGTERM stop them in order (SIGTERM,
+grace period, SIGKILL) so agents can write their final checkpoint.
+"""
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import json
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from topologies import save_topology
+
+from .inprocess import run_inprocess
+from .progress import ProgressBar, TailState, tail_episodes
+from ..report import write_report
+from .config import LaunchError, RunConfig, comm_plan, process_args, run_record, validate
+from .supervisor import RestartPolicy, Supervisor
+
+PR_SET_PDEATHSIG = 1
+
+
+def free_ports(n: int) -> list[int]:
+    """Ports the kernel says are free now; bound together so they are distinct."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def die_with_parent() -> None:
+    """preexec_fn: the child gets SIGTERM when the thread that started it ends (even by SIGKILL)."""
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def spawn(cmd: list[str], log_path: Path) -> subprocess.Popen:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+        return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                preexec_fn=die_with_parent, env=env)
+
+
+class Launch:
+    """One local run: prepare the directory, spawn, watch, stop, report.
+
+    ``resume``: start the processes of an unfinished run (``resume_config``) again in its own
+    directory: the agents load their newest checkpoints and the envserver continues from
+    ``envserver/clock``, exactly as after a supervised restart ("Fault tolerance"), so the step
+    budget is honoured; config.json is kept and ``events.jsonl`` gets a ``run_resumed`` row.
+    Either way :meth:`run` holds an exclusive lock (flock) on the run directory while it runs, so a
+    run directory never has two launchers."""
+
+    def __init__(self, cfg: RunConfig, resume: bool = False) -> None:
+        self.cfg = cfg
+        self.resume = resume
+        self.spec, self.graph = validate(cfg)
+        if not resume:
+            for line in cfg.warnings:
+                print(f"khop run: warning: {line}", file=sys.stderr)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        self.dir = cfg.run_dir or Path("runs") / f"{cfg.task}-{cfg.algo}-k{cfg.kappa}-s{cfg.seed}-{stamp}"
+        if (self.dir / "config.json").exists() and not resume:
+            raise LaunchError(f"run directory {self.dir} already holds a run; choose another --run-dir "
+                              "(or continue it with --resume)")
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.interrupted = False
+        self._told_to_stop = False
+        self._lock: int | None = None
+
+    def _take_lock(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise LaunchError(f"run directory {self.dir} is in use by another khop run") from None
+        self._lock = fd
+
+    def prepare(self) -> Path:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        ports = free_ports(self.spec.n_agents + 1)
+        self.env_endpoint = f"tcp://127.0.0.1:{ports[0]}"
+        for node in self.graph.nodes:
+            self.graph.nodes[node]["address"] = f"tcp://127.0.0.1:{ports[1 + node]}"
+        self.topology_file = self.dir / "topology.json"
+        save_topology(self.graph, self.topology_file)  # fresh ports: the old ones may be taken by now
+        if self.resume:
+            from envserver.clock import read_clock
+            from envserver.jsonl import JsonlWriter
+
+            try:
+                clock = read_clock(self.dir / "envserver" / "clock")
+            except ValueError as err:
+                raise LaunchError(str(err)) from None
+            with JsonlWriter(self.dir / "events.jsonl") as events:
+                events.write({"time": time.time(), "event": "run_resumed", "process": "launcher",
+                              "env_step": clock.env_step if clock else 0, "command": shlex.join(sys.argv)})
+            return self.dir
+        config = run_record(self.cfg, self.spec, self.graph, self.dir)
+        config["comm_plan"] = comm_plan(self.cfg, self.spec, self.graph).describe()
+        (self.dir / "config.json").write_text(json.dumps(config, indent=1))
+        return self.dir
+
+    def _commands(self) -> dict[str, list[str]]:
+        args = process_args(self.cfg, self.spec.n_agents, self.env_endpoint, self.env_endpoint, self.topology_file,
+                            self.dir)
+        return {name: [sys.executable, "-m", "envserver.main" if name == "envserver" else "agentd.main", *a]
+                for name, a in args.items()}
+
+    def start(self) -> None:
+        commands = self._commands()
+
+        def start_one(name: str) -> subprocess.Popen:
+            return spawn(commands[name], self.dir / name / "log.txt")
+        self.supervisor = Supervisor(self.procs, start_one, RestartPolicy(self.cfg.restart, self.cfg.max_restarts),
+                                     self.dir / "events.jsonl")
+        for name in commands:
+            self.procs[name] = start_one(name)
+
+    def _served(self) -> bool:
+        """The envserver is done for good: finished (exit 0) or dead and not coming back. With every
+        agent down for good it is told to stop, since nobody is left to serve."""
+        sup = self.supervisor
+        sup.check()
+        env = self.procs["envserver"]
+        agents = [n for n in self.procs if n != "envserver"]
+        if env.poll() is None and all(self.procs[n].poll() is not None and not sup.pending(n) for n in agents):
+            if not self._told_to_stop:
+                print("khop run: every agent is down for good; stopping the envserver", file=sys.stderr)
+                env.send_signal(signal.SIGTERM)
+                self._told_to_stop = True
+            return False
+        code = env.poll()
+        return code is not None and not sup.pending("envserver") and (code == 0 or sup.down_for_good("envserver"))
+
+    def stop(self, grace_s: float = 15.0) -> None:
+        """SIGTERM everyone still running, give them time to checkpoint, then SIGKILL."""
+        for p in self.procs.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        end = time.monotonic() + grace_s
+        for p in self.procs.values():
+            try:
+                p.wait(timeout=max(0.1, end - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+    def watch(self) -> None:
+        bar = ProgressBar(self.cfg.steps) if self.cfg.progress else None
+        tail_state = TailState()
+        recent: list[dict] = []
+        status_file = self.dir / "envserver" / "status.json"
+        while not self.interrupted and not self._served():
+            time.sleep(0.5)
+            if bar is None:
+                continue
+            new = tail_episodes(self.dir / "envserver" / "episodes.jsonl", tail_state)
+            recent = (recent + new)[-50:]
+            try:
+                step = json.loads(status_file.read_text())["env_step"]
+            except (OSError, ValueError, KeyError):
+                step = 0
+            ret = sum(e["episode_return"] for e in recent) / len(recent) if recent else None
+            cost = sum(e["episode_cost"] for e in recent) / len(recent) if recent else None
+            bar.update(step, ret, cost if self.spec.n_costs else None)
+        if bar is not None:
+            bar.close()
+        # the envserver said BYE: agents write their last checkpoint and exit by themselves
+        end = time.monotonic() + 60
+        while any(p.poll() is None for p in self.procs.values()) and time.monotonic() < end and not self.interrupted:
+            time.sleep(0.2)
+        self.supervisor.check(restarting=False)
+
+    def run(self) -> int:
+        """Run, report, and record the outcome in DIR/run_status.json (what `khop sweep` resumes by)."""
+        state, code = "failed", 1
+        try:
+            code = self._run()
+            state = {0: "finished", 130: "interrupted"}.get(code, "failed")
+            return code
+        finally:
+            if self._lock is not None:  # this launcher's run: record how it ended, then let go
+                if (self.dir / "config.json").exists():
+                    (self.dir / "run_status.json").write_text(json.dumps(
+                        {"state": state, "exit_code": code, "time": time.time()}))
+                os.close(self._lock)
+
+    def _run(self) -> int:
+        self._take_lock()  # before anything in the directory changes
+        self.prepare()
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+        def interrupt(signum: int, _frame: object) -> None:
+            self.interrupted = True
+        for sig in previous:
+            signal.signal(sig, interrupt)
+        try:
+            if self.cfg.inprocess:
+                run_inprocess(self.cfg, self.spec, self.graph, self.dir, should_stop=lambda: self.interrupted)
+            else:
+                self.start()
+                self.watch()
+        finally:
+            self.stop()
+            if self.procs:
+                self.supervisor.check(restarting=False)
+                self.supervisor.close()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        codes = {name: p.returncode for name, p in self.procs.items()}
+        write_report(self.dir)
+        failed = {n: c for n, c in codes.items() if c != 0}
+        if self.interrupted:
+            print(f"khop run: interrupted; partial report in {self.dir / 'report'}", file=sys.stderr)
+            return 130
+        if failed:
+            print(f"khop run: processes exited with errors {failed}; see their log.txt under {self.dir}",
+                  file=sys.stderr)
+            return 1
+        return 0
