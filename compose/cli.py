@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import compose_file, keys
+from . import compose_file, judge, keys
 from agentd.main import add_comm_arguments
 
 from .launcher import Launch, LaunchError, RunConfig, resume_config
@@ -67,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("algos", help="list learners")
     compose_file.register(sub)
     keys.register(sub)
+    judge.register(sub)
     return p
 
 
@@ -177,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     from . import sweep
 
     handlers = {"run": cmd_run, "report": cmd_report, "tasks": cmd_tasks, "algos": cmd_algos,
-                "compose": compose_file.cmd_compose, "sweep": sweep.cmd_sweep, "keys": keys.cmd_keys}
+                "compose": compose_file.cmd_compose, "sweep": sweep.cmd_sweep, "keys": keys.cmd_keys,
+                **{name: judge.dispatch for name in judge.HANDLERS}}
     try:
         return handlers[args.command](args)
     except LaunchError as err:

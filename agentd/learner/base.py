@@ -47,13 +47,14 @@ from .coef import Coefs
 from .config import LearnerConfig, apply_overrides
 from .dists import Categorical, DiagGaussian
 from .nets import Actor, Critic, RunningNorm
+from .play import Playing
 
 CKPT_KEYS = frozenset({"format", "algo", "spec", "cfg", "modules", "obs_norm", "critic_norm", "coefs",
                        "extra", "torch_rng", "numpy_rng", "counters"})
 TOKEN_MAX = 1e3  # token_out clips M to [0, TOKEN_MAX]: a product of ratios over many agents can explode
 
 
-class Learner:
+class Learner(Playing):
     """Decentralised actor-critic for one agent: κ-hop input → critic(s); local obs (or, with
     actor_input=khop, the same κ-hop input) → actor."""
 

@@ -160,6 +160,37 @@ def _md_events(s: dict) -> list[str]:
     return lines
 
 
+def _pm(stat: Any) -> str:
+    """mean ± 95 % half-width of a judge.stats.mean_ci dict."""
+    if not isinstance(stat, dict) or num(stat.get("mean")) is None:
+        return "n/a"
+    ci = num(stat.get("ci95"))
+    return fmt_num(stat["mean"]) + (f" ± {fmt_num(ci)}" if ci is not None else "")
+
+
+def _md_evaluation(s: dict) -> list[str]:
+    """`khop eval`'s scores (eval.json), one row per policy mode, and the tabular games' exact J."""
+    ev = s.get("evaluation") or {}
+    if not ev:
+        return ["_Not evaluated; `khop eval RUN_DIR [--deterministic]` scores the learned policy._", ""]
+    lines = ["| policy | episodes | return | cost | violation rate | updates | exact J |", "|---|---|---|---|---|---|---|"]
+    for mode, r in sorted(ev.items()):
+        exact = r.get("exact") or {}
+        j = exact.get(f"J_{mode}")
+        updates = sorted(set(r.get("updates") or []))
+        lines.append(f"| {cell(mode)} | {cell(r.get('episodes'))} | {_pm(r.get('return'))} | {_pm(r.get('cost'))} | "
+                     f"{_pm(r.get('violation_rate'))} | {cell(updates)} | {fmt_num(j) if j is not None else 'n/a'} |")
+    lines.append("")
+    exact = next((r.get("exact") for r in ev.values() if isinstance(r.get("exact"), dict)), None)
+    if exact and "optimum" in exact:
+        lines += [f"- Exact J by {exact.get('solver', 'the game solver')}: optimum {fmt_num(exact['optimum'])}, "
+                  f"uniform random policy {fmt_num(exact['uniform'])}", ""]
+    elif exact and "unavailable" in exact:
+        lines += [f"- Exact J unavailable: {exact['unavailable']}", ""]
+    lines += ["Mean ± 95 % Student-t half-width over the evaluation episodes (`khop eval`, eval.json).", ""]
+    return lines
+
+
 def render_summary(s: dict) -> str:
     """The Markdown page for a summarize() dict."""
     cfg = s["config"]
@@ -177,6 +208,7 @@ def render_summary(s: dict) -> str:
         "",
     ]
     lines += _md_episodes(s) + ["## Agents", ""] + _md_agents(s) + ["## Communication", ""] + _md_comm(s)
+    lines += ["## Evaluation", ""] + _md_evaluation(s)
     lines += ["## Events", ""] + _md_events(s) + ["## Plots", ""]
     lines += [f"![{n[:-4]}]({n})" for n in PLOT_NAMES] + [""]
     return "\n".join(lines)

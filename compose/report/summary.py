@@ -2,6 +2,7 @@
 shows, and what tests, sweeps and benchmarks read."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -185,7 +186,17 @@ def summarize(run_dir: Path | str) -> dict[str, Any]:
     out["steps_per_s"] = (
         out["last_env_step"] / out["wall_time_s"] if out["wall_time_s"] else None
     )
+    out["evaluation"] = read_evaluation(run_dir)
     return out
+
+
+def read_evaluation(run_dir: Path) -> dict[str, dict]:
+    """`khop eval`'s records by mode ("sampled", "deterministic") from eval.json; {} if none."""
+    try:
+        data = json.loads((Path(run_dir) / "eval.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(v, dict)} if isinstance(data, dict) else {}
 
 
 # --------------------------------------------------------------------------- formatting
