@@ -20,6 +20,25 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="play each policy's mode (argmax / mean / greedy Q / noiseless μ) instead of sampling")
     _common(e)
 
+    r = sub.add_parser("render", help="a video (MP4/GIF) of the learned deterministic policy, headless")
+    r.add_argument("run_dir", type=Path)
+    r.add_argument("-o", "--out", type=Path, default=None, help="video file, .mp4 or .gif (default RUN_DIR/render.mp4)")
+    r.add_argument("--episodes", type=int, default=1, help="episodes of env copy 0 to film (default 1)")
+    r.add_argument("--frames", type=int, default=None, metavar="N", help="stop after N frames (one per env step)")
+    r.add_argument("--camera", default="follow",
+                   help="MuJoCo: follow (tracks the robot, framed for its hazard) or a camera of the model, e.g. track")
+    r.add_argument("--size", default="480x480", metavar="WxH", help="frame size in pixels (default 480x480, Gymnasium's)")
+    r.add_argument("--fps", type=float, default=None, help="video frame rate (default: real time, 1/dt of the task)")
+    r.add_argument("--gif", action="store_true", help="also write a GIF next to the MP4")
+    _common(r)
+
+
+def _size(text: str) -> tuple[int, int]:
+    w, sep, h = text.lower().partition("x")
+    if not sep or not w.isdigit() or not h.isdigit():
+        raise JudgeError(f"--size expects WIDTHxHEIGHT, e.g. 480x480; got {text!r}")
+    return int(w), int(h)
+
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--env-seed", type=int, default=None, metavar="S",
@@ -40,7 +59,22 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {"eval": cmd_eval}
+def cmd_render(args: argparse.Namespace) -> int:
+    from ..report import write_report
+    from .render import render
+
+    width, height = _size(args.size)
+    rec = render(args.run_dir, args.out, args.episodes, args.env_seed, args.camera, args.checkpoint, width, height,
+                 args.fps, args.frames, args.gif)
+    write_report(args.run_dir)
+    eps = ", ".join(f"return {e['return']:.2f}" + (f" cost {e['cost']:g}" if e["cost"] else "") for e in rec["episodes"])
+    print(f"{rec['frames']} frames at {rec['fps']:g} frames/s of video ({eps or 'no episode finished'}); rendering ran "
+          f"at {rec['render_fps']:.1f} frames/s")
+    print("written: " + ", ".join(rec["videos"]) + f", still {args.run_dir / rec['still']}")
+    return 0
+
+
+HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {"eval": cmd_eval, "render": cmd_render}
 
 
 def dispatch(args: argparse.Namespace) -> int:
