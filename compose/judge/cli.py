@@ -32,6 +32,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--gif", action="store_true", help="also write a GIF next to the MP4")
     _common(r)
 
+    c = sub.add_parser("compare", help="runs overlaid (return, cost, bytes), seeds of one config as mean and band, a table")
+    c.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR")
+    c.add_argument("-o", "--out", type=Path, default=Path("compare"), help="output directory (default ./compare)")
+
 
 def _size(text: str) -> tuple[int, int]:
     w, sep, h = text.lower().partition("x")
@@ -74,7 +78,14 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
-HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {"eval": cmd_eval, "render": cmd_render}
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import write_compare
+
+    print(write_compare(args.run_dirs, args.out))
+    return 0
+
+
+HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {"eval": cmd_eval, "render": cmd_render, "compare": cmd_compare}
 
 
 def dispatch(args: argparse.Namespace) -> int:
