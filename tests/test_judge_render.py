@@ -52,6 +52,8 @@ def test_mujoco_video_has_the_frames_asked_for_and_they_move(cheetah_run: Path, 
     rec = json.loads((cheetah_run / "render.json").read_text())
     assert rec["frames"] == 24 and rec["fps"] == 20.0 and rec["render_fps"] > 0  # HalfCheetah: dt 0.05 s
     assert rec["updates"] == [3, 3] and (cheetah_run / rec["still"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    md = (cheetah_run / "report" / "summary.md").read_text()  # the report embeds the still
+    assert "![still from the video](still.png)" in md and f"{out}, {out.with_suffix('.gif')}: 24 frames of 160×120 at 20.00 frames/s" in md
 
 
 @pytest.fixture(scope="module")

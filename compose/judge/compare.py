@@ -171,7 +171,7 @@ def _reference_lines(ax: Any, groups: list[Group], metric: str) -> None:
         for lim in sorted({sum(r.cfg.get("cost_limits") or []) for g in groups for r in g.runs} - {0}):
             ax.axhline(lim, ls="--", color="red", lw=1.2, label=f"cost limit {lim:g}")
     if metric == "return":
-        from .exact import reference_scores
+        from ..report.references import reference_scores
 
         for task in tasks:
             ref = reference_scores(task)

@@ -23,19 +23,8 @@ from envserver.tasks import task_class
 from envserver.tasks.coop_game import TabularCoopGame
 from envserver.tasks.matrix_games import MatrixGame
 
+from ..report.references import reference_scores
 from .team import Team
-
-
-def reference_scores(task: str) -> dict[str, float] | None:
-    """The optimum and the uniform-random policy's exact J of a tabular game; None for other tasks."""
-    cls = task_class(task)
-    if issubclass(cls, TabularCoopGame):
-        g = cls(1, 0)
-        return {"optimum": g.optimal_return(), "uniform": g.evaluate(np.full((g.N, g.S, g.A), 1.0 / g.A))}
-    if issubclass(cls, MatrixGame):
-        g = cls(1, 0)
-        return {"optimum": g.optimum(), "uniform": g.evaluate(0.5, 0.5)}
-    return None
 
 
 def exact_returns(team: Team) -> dict[str, Any] | None:
