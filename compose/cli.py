@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
-from . import compose_file, judge, keys
+from . import compose_file, judge, keys, tensorboard
 from agentd.main import add_comm_arguments
 
 from .launcher import Launch, LaunchError, RunConfig, resume_config
@@ -54,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "config.json: agents load their newest checkpoints, the envserver continues its step "
                         "counter; only --no-progress, --restart and --max-restarts may be given with it")
     add_comm_arguments(r, DEFAULTS)
+    r.add_argument("--tensorboard", action="store_true",
+                   help="live TensorBoard event files in RUN_DIR/tensorboard (one per agent, one for the envserver)")
     r.add_argument("--curve", type=Path, default=None, metavar="DIR",
                    help="CurveZMQ on every socket with the keys in DIR (`khop keys`); only listed keys connect")
 
@@ -68,11 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     compose_file.register(sub)
     keys.register(sub)
     judge.register(sub)
+    tensorboard.register(sub)
     return p
 
 
 #: the only `khop run` options that may accompany --resume: everything else is the run's config.json
-RESUME_OPTIONS = ("command", "resume", "no_progress", "restart", "max_restarts")
+RESUME_OPTIONS = ("command", "resume", "no_progress", "restart", "max_restarts", "tensorboard")
 
 
 def resume_conflict(args: argparse.Namespace) -> str | None:
@@ -91,17 +95,22 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise LaunchError(f"--resume takes the run's options from {args.resume / 'config.json'}; drop {conflict}")
         launch = Launch(resume_config(args.resume, progress=not args.no_progress, restart=args.restart,
                                       max_restarts=args.max_restarts), resume=True)
-        return _finish(launch)
+        return _finish(launch, args.tensorboard)
     cfg = RunConfig(task=args.task, algo=args.algo, topology=args.topology, kappa=args.kappa, steps=args.steps,
                     envs=args.envs, seed=args.seed, run_dir=args.run_dir, overrides=args.overrides,
                     deadline_s=args.deadline, checkpoint_every=args.checkpoint_every, progress=not args.no_progress,
                     inprocess=args.inprocess, restart=args.restart, max_restarts=args.max_restarts,
                     curve=args.curve, **comm_options(args))
-    return _finish(Launch(cfg))
+    return _finish(Launch(cfg), args.tensorboard)
 
 
-def _finish(launch: Launch) -> int:
-    code = launch.run()
+def _finish(launch: Launch, with_tensorboard: bool = False) -> int:
+    try:
+        mirror = tensorboard.Mirror(launch.dir) if with_tensorboard else contextlib.nullcontext()
+    except ValueError as err:
+        raise LaunchError(str(err)) from None
+    with mirror:
+        code = launch.run()
     summary = launch.dir / "report" / "summary.md"
     print(f"run directory: {launch.dir}\nreport: {summary}")
     if summary.exists():
@@ -179,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
 
     handlers = {"run": cmd_run, "report": cmd_report, "tasks": cmd_tasks, "algos": cmd_algos,
                 "compose": compose_file.cmd_compose, "sweep": sweep.cmd_sweep, "keys": keys.cmd_keys,
-                **{name: judge.dispatch for name in judge.HANDLERS}}
+                "tensorboard": tensorboard.cmd_tensorboard, **{name: judge.dispatch for name in judge.HANDLERS}}
     try:
         return handlers[args.command](args)
     except LaunchError as err:

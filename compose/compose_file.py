@@ -41,7 +41,8 @@ RECORD = PurePosixPath("/khop")  # where the configs (topology, run record) are 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 # `khop run` options that mean nothing for a compose file; every other one is taken over as it is
 # restart flags: Docker restarts containers; curve: keys are not shipped to containers yet
-NOT_FOR_COMPOSE = ("help", "run_dir", "no_progress", "inprocess", "restart", "max_restarts", "curve")
+NOT_FOR_COMPOSE = ("help", "run_dir", "no_progress", "inprocess", "restart", "max_restarts", "curve",
+                   "tensorboard")  # containers: `khop tensorboard RUN_DIR --follow` beside the volume
 RENAMED = {"deadline": "deadline_s", "heartbeat_timeout": "heartbeat_timeout_s"}  # option dest -> RunConfig field
 
 
