@@ -129,3 +129,17 @@ def test_not_a_run_directory(tmp_path: Path, capsys) -> None:
     assert err == f"khop eval: error: run: {tmp_path / 'config.json'} is missing"
     err = _one_line_error(capsys, ["eval", str(tmp_path), "--episodes", "0"])
     assert "--episodes must be >= 1" in err
+
+
+def test_a_khop_actor_is_played_and_tabulated_through_the_relay(tmp_path: Path) -> None:
+    """IPPO whose policy reads the relayed κ-ball: the exact J is taken through one relay exchange
+    over the table of states, and the played episodes (relayed step by step) agree with it."""
+    run = khop_run(tmp_path / "khop", "--algo", "ippo", "--actor-input", "khop", "--kappa", "2", "--steps", "1024",
+                   "--envs", "16", "--inprocess")
+    ev = evaluate(run, 96, deterministic=True)
+    assert abs(ev["return"]["mean"] - ev["exact"]["J_deterministic"]) < 2 * ev["return"]["ci95"]
+    async_run = khop_run(tmp_path / "async", "--algo", "ippo", "--actor-input", "khop", "--relay", "async",
+                         "--steps", "256", "--envs", "16", "--inprocess")
+    exact = evaluate(async_run, 2)["exact"]
+    assert exact == {"unavailable": "the actors read an async relay's older rows: the policy is not a function "
+                                    "of the state"}
