@@ -157,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     from . import sweep
 
     handlers = {"run": cmd_run, "report": cmd_report, "tasks": cmd_tasks, "algos": cmd_algos,
-                "compose": compose_file.cmd_compose, "sweep": sweep.cmd_sweep, "keys": keys.cmd_keys}
+                "compose": compose_file.cmd_compose, "sweep": sweep.cmd_sweep, "keys": keys.cmd_keys,
+                "tensorboard": tensorboard.cmd_tensorboard, **{name: judge.dispatch for name in judge.HANDLERS}}
     try:
         return handlers[args.command](args)
     except LaunchError as err:
