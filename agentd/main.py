@@ -6,6 +6,7 @@ import logging
 import sys
 from pathlib import Path
 
+from envserver.faults import one_line_errors
 from topologies import TopologyError
 
 from .agent import Agent, AgentConfig
@@ -95,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@one_line_errors("agentd")  # what escapes main: disk full, too many open files, a bug (envserver/faults.py)
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s agentd[{args.id}] %(levelname)s %(message)s")

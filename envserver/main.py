@@ -9,6 +9,7 @@ from pathlib import Path
 import zmq
 
 from .clock import read_clock
+from .faults import exhausted, one_line_errors
 from .server import EnvServer, ServerConfig
 from .tasks import make_task, task_names
 
@@ -31,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@one_line_errors("envserver")  # what escapes main: disk full, too many open files, a bug (faults.py)
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s envserver %(levelname)s %(message)s")
@@ -51,9 +53,14 @@ def main(argv: list[str] | None = None) -> int:
                        curve=args.curve)
     try:
         server = EnvServer(task, cfg, seed=args.seed)
-    except (ValueError, zmq.ZMQError) as err:  # a damaged clock record, unreadable keys, a port in use
+    except ValueError as err:  # a damaged clock record, unreadable keys
         print(f"envserver: error: {err}", file=sys.stderr)
         return 2
+    except zmq.ZMQError as err:  # a port in use: not a bad argument when `khop run` picked it
+        if exhausted(err):  # too many open files: the decorator's line and exit code
+            raise
+        print(f"envserver: error: cannot bind {args.bind}: {err.strerror}", file=sys.stderr)
+        return 1
     server.install_signal_handlers()
     logging.info("serving %s (%d agents, %d envs) on %s", task.spec.name, task.spec.n_agents, args.envs,
                  server.endpoint)

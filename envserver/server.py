@@ -265,8 +265,12 @@ class EnvServer:
                   "max_env_steps": self.cfg.max_env_steps, "done": final, "time": time.time(),
                   "started_at": self._started_at, "incarnation": self.incarnation, **self._socket_counters()}
         tmp = self.cfg.run_dir / "status.json.tmp"
-        tmp.write_text(json.dumps(status))
-        tmp.replace(self.cfg.run_dir / "status.json")
+        try:
+            tmp.write_text(json.dumps(status))
+            tmp.replace(self.cfg.run_dir / "status.json")
+        except OSError:  # a full disk: no half-written temp file left behind
+            tmp.unlink(missing_ok=True)
+            raise
 
     def _socket_counters(self) -> dict[str, int]:
         """What libzmq dropped or refused (envserver/sockwatch.py), with an event for each change."""
@@ -304,6 +308,9 @@ class EnvServer:
                 obs, reward, cost, done, trunc = res.obs, res.reward, res.cost, res.terminated, res.truncated
                 self.episodes.account(self.env_step, reward, cost, done | trunc)
                 self._write_status()
+        except BaseException:
+            self.stop_requested = True  # BYE says "stopped": the run is not complete
+            raise
         finally:
             self._finish()
 
@@ -311,8 +318,13 @@ class EnvServer:
         reason = "stopped" if self.stop_requested else "run complete"
         for agent in list(self.routes):
             self._send_to(self.routes[agent], P.encode("BYE", {"reason": reason}))
-        self._event("server_stop", None, reason)
-        self._write_status(final=True)
+        try:
+            self._event("server_stop", None, reason)
+            self._write_status(final=True)
+        finally:  # a full disk refuses the rows above; the sockets and files are closed all the same
+            self._close()
+
+    def _close(self) -> None:
         self.episodes.close()
         self.events.close()
         self.clock.close()
