@@ -20,6 +20,7 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path, PurePath
 
+from envserver.atomic import write_whole
 from topologies import TopologyError, diameter, resolve_topology, save_topology
 
 from .children import ChildFiles
@@ -357,7 +358,7 @@ class Launch:
             return self.dir
         config = run_record(self.cfg, self.spec, self.graph, self.dir)
         config["comm_plan"] = comm_plan(self.cfg, self.spec, self.graph).describe()
-        (self.dir / "config.json").write_text(json.dumps(config, indent=1))
+        write_whole(self.dir / "config.json", json.dumps(config, indent=1))  # no half a run on a full disk
         return self.dir
 
     def _commands(self) -> dict[str, list[str]]:

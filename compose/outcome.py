@@ -12,6 +12,7 @@ import time
 import traceback
 from pathlib import Path
 
+from envserver.atomic import write_whole
 from envserver.faults import exhausted
 
 from .report import write_report
@@ -50,13 +51,14 @@ def launcher_ran_out(run_dir: Path, err: Exception, failure: RunFailure | None) 
     """When ``err`` — out of the launcher itself — is a resource that ran out: its traceback to
     DIR/log.txt, one line on the console, and the reason to record (a child's failure, if there is
     one, says it better: the launcher's events row failing is only its echo). None otherwise."""
-    ran_out = exhausted(err)
+    ran_out = exhausted(err, where=run_dir)
     if ran_out is None:
         return None
     log_traceback(run_dir)
     reason = failure.line if failure else ran_out
-    print(f"khop run: error: {reason}; every process stopped; when it is back, continue with: "
-          f"khop run --resume {run_dir}", file=sys.stderr)
+    then = (f"continue with: khop run --resume {run_dir}" if (run_dir / "config.json").exists()
+            else "start it again")  # it ran out before the run was recorded: there is nothing to resume
+    print(f"khop run: error: {reason}; every process stopped; when it is back, {then}", file=sys.stderr)
     return reason
 
 
@@ -64,12 +66,9 @@ def record_status(run_dir: Path, state: str, code: int, reason: str) -> None:
     """DIR/run_status.json, what `khop sweep` and `khop run --resume` read; a full disk is reported."""
     status = {"state": state, "exit_code": code, "time": time.time(),
               **({"reason": reason} if state != "finished" else {})}
-    tmp = run_dir / "run_status.json.tmp"
     try:
-        tmp.write_text(json.dumps(status))
-        tmp.replace(run_dir / "run_status.json")
+        write_whole(run_dir / "run_status.json", json.dumps(status))
     except OSError as err:
-        tmp.unlink(missing_ok=True)
         print(f"khop run: run_status.json not written: {exhausted(err) or err}", file=sys.stderr)
 
 

@@ -26,21 +26,22 @@ EXIT_EXHAUSTED = 75  # EX_TEMPFAIL, sysexits.h
 _DISK = {errno.ENOSPC: "disk full", errno.EDQUOT: "disk quota exceeded"}
 
 
-def exhausted(err: BaseException | None) -> str | None:
+def exhausted(err: BaseException | None, where: object = None) -> str | None:
     """One line naming what ran out and where, if ``err`` — or an exception it was raised from or
     while handling — is a resource exhaustion; None otherwise. Why the whole chain: a full disk
-    often surfaces as a second error in clean-up code (a final checkpoint, a close)."""
+    often surfaces as a second error in clean-up code (a final checkpoint, a close). ``where``
+    names the place of a full disk whose error names no file."""
     seen: set[int] = set()
     while err is not None and id(err) not in seen:
         seen.add(id(err))
-        line = _describe(err)
+        line = _describe(err, where)
         if line:
             return line
         err = err.__cause__ or err.__context__
     return None
 
 
-def _describe(err: BaseException) -> str | None:
+def _describe(err: BaseException, where: object) -> str | None:
     if isinstance(err, MemoryError):
         return "out of memory"
     code = getattr(err, "errno", None)
@@ -48,7 +49,7 @@ def _describe(err: BaseException) -> str | None:
     at = f" at {path}" if path else ""
     reason = getattr(err, "strerror", None) or str(err)
     if code in _DISK:
-        return f"{_DISK[code]}{at}: {reason}"
+        return f"{_DISK[code]}{at or (f' at {where}' if where else '')}: {reason}"
     if code == errno.EMFILE:
         limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
         return f"too many open files{at}: the limit is {limit} per process (ulimit -n)"

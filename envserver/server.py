@@ -19,6 +19,7 @@ import numpy as np
 import zmq
 
 from . import protocol as P
+from .atomic import write_whole
 from .clock import ClockState, StepClock
 from .curve import SERVER_NAME, Curve, agent_name
 from .sockwatch import SocketWatch
@@ -264,13 +265,7 @@ class EnvServer:
         status = {"env_step": self.env_step, "t": self.t, "live": sorted(self.live), "errors": self.errors,
                   "max_env_steps": self.cfg.max_env_steps, "done": final, "time": time.time(),
                   "started_at": self._started_at, "incarnation": self.incarnation, **self._socket_counters()}
-        tmp = self.cfg.run_dir / "status.json.tmp"
-        try:
-            tmp.write_text(json.dumps(status))
-            tmp.replace(self.cfg.run_dir / "status.json")
-        except OSError:  # a full disk: no half-written temp file left behind
-            tmp.unlink(missing_ok=True)
-            raise
+        write_whole(self.cfg.run_dir / "status.json", json.dumps(status))
 
     def _socket_counters(self) -> dict[str, int]:
         """What libzmq dropped or refused (envserver/sockwatch.py), with an event for each change."""

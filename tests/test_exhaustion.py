@@ -152,6 +152,24 @@ def test_too_few_file_descriptors_end_the_run_with_one_line(tmp_path):
     assert status["state"] == "failed" and "too many open files" in status["reason"]
 
 
+def test_a_disk_full_before_the_run_is_recorded_is_one_line_and_no_half_run(small_disk):
+    """The launcher itself runs out: it says so in one line and leaves no config.json, so the same
+    command works once there is room."""
+    run_dir = small_disk / "run"
+    ballast = fill(small_disk, 0)
+    proc = khop_run(run_dir, "--steps", "2000")
+    out, err = proc.communicate(timeout=300)
+    errors = [line for line in err.splitlines() if line.startswith("khop run: error:")]
+    assert proc.returncode == 1, out + err
+    assert len(errors) == 1 and errors[0].startswith(f"khop run: error: disk full at {run_dir}"), err
+    assert errors[0].endswith("when it is back, start it again") and "Traceback" not in err
+    assert not (run_dir / "config.json").exists() and not list(run_dir.rglob("*.tmp"))
+    ballast.unlink()
+    proc = khop_run(run_dir, "--steps", "2000")
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out + err
+
+
 @pytest.mark.slow
 def test_a_disk_that_fills_up_mid_run_loses_nothing_and_the_run_resumes_after(small_disk):
     run_dir, steps = small_disk / "run", 6000
