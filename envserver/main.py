@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     except zmq.ZMQError as err:  # a port in use: not a bad argument when `khop run` picked it
         if exhausted(err):  # too many open files: the decorator's line and exit code
             raise
-        print(f"envserver: error: cannot bind {args.bind}: {err.strerror}", file=sys.stderr)
+        print(f"envserver: error: cannot bind {args.bind}: {zmq.strerror(err.errno)}", file=sys.stderr)
         return 1
     server.install_signal_handlers()
     logging.info("serving %s (%d agents, %d envs) on %s", task.spec.name, task.spec.n_agents, args.envs,
