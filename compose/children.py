@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 from pathlib import Path
 
@@ -48,15 +49,18 @@ class ChildFiles:
         return self.dir / name / "log.txt"
 
     def last_words(self, name: str) -> str:
-        """The last non-empty line of the child's log.txt, without its ``prog: error:`` prefix."""
+        """The last non-empty line of the child's log.txt, without its ``prog: error:`` prefix; if
+        there is none — a disk too full to take it — the free space, which then says why."""
         try:
             with open(self.log(name), "rb") as f:
                 f.seek(max(0, f.seek(0, os.SEEK_END) - 4096))
                 tail = f.read().decode("utf-8", errors="replace")
         except OSError:
-            return ""
+            tail = ""
         lines = [line.strip() for line in tail.splitlines() if line.strip()]
-        return _PREFIX.sub("", lines[-1]) if lines else ""
+        if lines:
+            return _PREFIX.sub("", lines[-1])
+        return f"its log.txt has no last line; {shutil.disk_usage(self.dir).free / 1024:.0f} KiB free at {self.dir}"
 
 
 def _signature(path: Path) -> tuple | None:

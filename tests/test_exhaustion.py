@@ -5,6 +5,7 @@ metric row lost. The full disk is a real tmpfs mounted by the test (root only: s
 import errno
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -171,7 +172,10 @@ def test_a_disk_full_before_the_run_is_recorded_is_one_line_and_no_half_run(smal
 
 
 @pytest.mark.slow
-def test_a_disk_that_fills_up_mid_run_loses_nothing_and_the_run_resumes_after(small_disk):
+@pytest.mark.parametrize("leave", [64 << 10, 0], ids=["nearly-full", "full"])
+def test_a_disk_that_fills_up_mid_run_loses_nothing_and_the_run_resumes_after(small_disk, leave):
+    """Nearly full: the next checkpoint or row does not fit. Full: not even the line a process
+    ends with fits in its log.txt, and the launcher says what it can."""
     run_dir, steps = small_disk / "run", 6000
     proc = khop_run(run_dir, "--steps", str(steps), "--checkpoint-every", "2", "--set", "rollout_len=16",
                     "--set", "keep_checkpoints=2")
@@ -180,17 +184,20 @@ def test_a_disk_that_fills_up_mid_run_loses_nothing_and_the_run_resumes_after(sm
         while len(list(run_dir.glob("agent-*/checkpoints/ckpt-*.pt"))) < 4:
             assert proc.poll() is None and time.monotonic() < end, "no checkpoints"
             time.sleep(0.2)
-        ballast = fill(small_disk, 64 << 10)
+        ballast = fill(small_disk, leave)
         out, err = proc.communicate(timeout=300)
     finally:
         if proc.poll() is None:
             proc.kill()
     errors = [line for line in err.splitlines() if line.startswith("khop run: error:")]
     assert proc.returncode == 1, out + err
-    assert len(errors) == 1 and "disk full at " in errors[0] and "khop run --resume" in errors[0], err
-    assert "Traceback" not in err
+    where = re.escape(str(run_dir))
+    said = re.compile(rf"ran out of a resource \(exit 75\): (disk full at {where}/\S+: "
+                      rf"|its log\.txt has no last line; \d+ KiB free at {where}$)")
+    assert len(errors) == 1 and said.search(errors[0].split("; every process")[0]), err
+    assert errors[0].endswith(f"when it is back, continue with: khop run --resume {run_dir}") and "Traceback" not in err
     status = json.loads((run_dir / "run_status.json").read_text())  # the launcher's reserve made room for it
-    assert status["state"] == "failed" and "disk full at " in status["reason"]
+    assert status["state"] == "failed" and said.search(status["reason"])
     assert not [p for p in run_dir.rglob("*") if p.name.endswith(".tmp") or p.name == ".space-reserve"]
     for jsonl in run_dir.rglob("*.jsonl"):
         rows(jsonl)  # whole rows, every one
