@@ -106,11 +106,9 @@ def load(path: Path, required: frozenset[str] = frozenset()) -> dict[str, Any]:
     """Load one checkpoint; raise ValueError if it is unreadable or lacks a required key."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except OSError as e:
+    except Exception as e:  # truncated zip, bad pickle, I/O error: all mean "not usable"
         if exhausted(e):  # too many open files, no memory: the file may be fine, so it is not skipped
             raise
-        raise ValueError(f"checkpoint {path} is unreadable: {e}") from e
-    except Exception as e:  # truncated zip, bad pickle, I/O error: all mean "not usable"
         raise ValueError(f"checkpoint {path} is unreadable: {e}") from e
     if not isinstance(state, dict) or not required <= set(state):
         missing = sorted(required - set(state)) if isinstance(state, dict) else ["<not a dict>"]
