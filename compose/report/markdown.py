@@ -235,7 +235,10 @@ def render_summary(s: dict) -> str:
     cfg = s["config"]
     total = s["total_steps"]
     progress = f"{s['last_env_step']:,}" + (f" / {total:,}" if isinstance(total, int) else "")
-    lines = [f"# Run report: {title(cfg)}", "", "## Config", ""] + _md_config(cfg)
+    lines = [f"# Run report: {title(cfg)}", ""]
+    if s.get("warnings"):
+        lines += ["## Warnings", ""] + [f"- {w}" for w in s["warnings"]] + [""]
+    lines += ["## Config", ""] + _md_config(cfg)
     lines += [
         "## Run",
         "",
