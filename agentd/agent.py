@@ -145,12 +145,14 @@ class Agent:
                 elif msg.type == "STEP":
                     self._on_step(msg)
         finally:
-            self.core.close()
-            self.links.close()
-            self.envlink.close()
-            if self.curve is not None:
-                self.curve.close()
-            self.ctx.term()
+            try:
+                self.core.close()  # the final checkpoint, which a full disk refuses
+            finally:
+                self.links.close()
+                self.envlink.close()
+                if self.curve is not None:
+                    self.curve.close()
+                self.ctx.term()
         log.info("agent %d finished: %s", self.cfg.agent, reason)
         return 0
 

@@ -16,6 +16,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from envserver.atomic import write_whole
 from envserver.jsonl import JsonlWriter
 from envserver.tasks.base import AgentSpec
 
@@ -47,7 +48,7 @@ class AgentCore:
         if latest is not None:
             self.learner.load_checkpoint(latest)
             self._record_resume(latest)
-        (agent_dir / "learner_config.json").write_text(json.dumps(
+        write_whole(agent_dir / "learner_config.json", json.dumps(  # its appearance ends start-up (compose/run/children.py)
             {"algo": algo, "critic_dim": critic_dim, **(describe or {}),
              **{k: v for k, v in dataclasses.asdict(self.learner.cfg).items() if k in self.learner.used_keys()}},
             indent=1))

@@ -5,6 +5,7 @@ import argparse
 import logging
 import sys
 
+from envserver.faults import one_line_errors
 from envserver.options import add_arguments, from_namespace
 from topologies import TopologyError
 
@@ -19,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@one_line_errors("agentd")  # what escapes main: disk full, too many open files, a bug (envserver/faults.py)
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s agentd[{args.agent}] %(levelname)s %(message)s")

@@ -2,14 +2,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
 from agentd.comm import CommConfig
 from envserver.options import add_arguments, flags, from_namespace, names
 
+from . import judge
 from .containers import compose_file
-from .run import keys
+from .run import keys, tensorboard
 from .run.launcher import Launch
 from .run.config import LaunchError, RunConfig, resume_config
 
@@ -50,11 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("algos", help="list learners")
     compose_file.register(sub)
     keys.register(sub)
+    judge.register(sub)
+    tensorboard.register(sub)
     return p
 
 
 #: the only `khop run` options that may accompany --resume: everything else is the run's config.json
-RESUME_OPTIONS = ("command", "resume", "progress", "restart", "max_restarts")
+RESUME_OPTIONS = ("command", "resume", "progress", "restart", "max_restarts", "tensorboard")
 
 
 def resume_conflict(args: argparse.Namespace) -> str | None:
@@ -72,14 +76,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         if conflict:
             raise LaunchError(f"--resume takes the run's options from {args.resume / 'config.json'}; drop {conflict}")
         launch = Launch(resume_config(args.resume, progress=args.progress, restart=args.restart,
-                                      max_restarts=args.max_restarts), resume=True)
+                                      max_restarts=args.max_restarts, tensorboard=args.tensorboard), resume=True)
         return _finish(launch)
     cfg = from_namespace(RunConfig, args)
     return _finish(Launch(cfg))
 
 
 def _finish(launch: Launch) -> int:
-    code = launch.run()
+    try:
+        mirror = tensorboard.Mirror(launch.dir) if launch.cfg.tensorboard else contextlib.nullcontext()
+    except ValueError as err:
+        raise LaunchError(str(err)) from None
+    with mirror:
+        code = launch.run()
     summary = launch.dir / "report" / "summary.md"
     print(f"run directory: {launch.dir}\nreport: {summary}")
     if summary.exists():
@@ -148,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     from . import sweep
 
     handlers = {"run": cmd_run, "report": cmd_report, "tasks": cmd_tasks, "algos": cmd_algos,
-                "compose": compose_file.cmd_compose, "sweep": sweep.cmd_sweep, "keys": keys.cmd_keys}
+                "compose": compose_file.cmd_compose, "sweep": sweep.cmd_sweep, "keys": keys.cmd_keys,
+                "tensorboard": tensorboard.cmd_tensorboard, **{name: judge.dispatch for name in judge.HANDLERS}}
     try:
         return handlers[args.command](args)
     except LaunchError as err:

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from .atomic import write_whole
 from .episodes import EpisodeLog
 from .tasks import VecTask
 from .tasks.base import StepResult
@@ -50,12 +51,10 @@ class Lockstep:
         return res
 
     def write_status(self, live: list[int], done: bool, **extra: Any) -> None:
-        """status.json, replaced atomically (what `khop run`'s progress bar and a watcher read)."""
+        """status.json (what `khop run`'s progress bar, its start-up watch and a watcher read)."""
         status = {"env_step": self.env_step, "t": self.t, "live": live, "max_env_steps": self.max_env_steps,
                   "done": done, "time": time.time(), "started_at": self.started_at, **extra}
-        tmp = self.run_dir / "status.json.tmp"
-        tmp.write_text(json.dumps(status))
-        tmp.replace(self.run_dir / "status.json")
+        write_whole(self.run_dir / "status.json", json.dumps(status))  # whole or not at all, even on a full disk
 
     def close(self) -> None:
         self.episodes.close()

@@ -8,6 +8,7 @@ import sys
 import zmq
 
 from .clock import read_clock
+from .faults import exhausted, one_line_errors
 from .options import add_arguments, check, from_namespace
 from .server import EnvServer, ServerConfig
 from .tasks import make_task
@@ -20,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@one_line_errors("envserver")  # what escapes main: disk full, too many open files, a bug (faults.py)
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s envserver %(levelname)s %(message)s")
@@ -35,9 +37,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         server = EnvServer(task, cfg, seed=cfg.seed)
-    except (ValueError, zmq.ZMQError) as err:  # a damaged clock record, unreadable keys, a port in use
+    except ValueError as err:  # a damaged clock record, unreadable keys
         print(f"envserver: error: {err}", file=sys.stderr)
         return 2
+    except zmq.ZMQError as err:  # a port in use: not a bad argument when `khop run` picked it
+        if exhausted(err):  # too many open files: the decorator's line and exit code
+            raise
+        print(f"envserver: error: cannot bind {cfg.bind}: {zmq.strerror(err.errno)}", file=sys.stderr)
+        return 1
     server.install_signal_handlers()
     logging.info("serving %s (%d agents, %d envs) on %s", task.spec.name, task.spec.n_agents, cfg.envs,
                  server.endpoint)

@@ -306,6 +306,9 @@ class EnvServer:
                     break
                 res = self.lockstep.step(actions)
                 self._write_status()
+        except BaseException:
+            self.stop_requested = True  # BYE says "stopped": the run is not complete
+            raise
         finally:
             self._finish()
 
@@ -313,8 +316,13 @@ class EnvServer:
         reason = "stopped" if self.stop_requested else "run complete"
         for agent in list(self.routes):
             self._send_to(self.routes[agent], P.encode("BYE", {"reason": reason}))
-        self._event("server_stop", None, reason)
-        self._write_status(final=True)
+        try:
+            self._event("server_stop", None, reason)
+            self._write_status(final=True)
+        finally:  # a full disk refuses the rows above; the sockets and files are closed all the same
+            self._close()
+
+    def _close(self) -> None:
         self.events.close()
         self.clock.close()
         time.sleep(0.2)  # let BYE frames leave before the socket closes

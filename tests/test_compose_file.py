@@ -10,7 +10,7 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from compose import docker_env
+import docker_env  # tests/docker_env.py
 from compose.cli import main
 from compose.containers.compose_file import to_yaml
 from compose.run.config import RunConfig, process_args, validate
@@ -136,7 +136,7 @@ def test_valid_against_the_compose_spec_schema(rendered, stem):
 def test_docker_compose_config_accepts_it(rendered, stem):
     binary = docker_env.compose_binary()
     if binary is None:
-        pytest.skip("no docker-compose v2 binary here (python -m compose.docker_env prepare installs one)")
+        pytest.skip("no docker-compose v2 binary here (python tests/docker_env.py prepare installs one)")
     res = subprocess.run([str(binary), "-f", str(rendered[stem]), "-p", stem, "config", "-q"], capture_output=True,
                          text=True, timeout=120)
     assert res.returncode == 0, res.stdout + res.stderr

@@ -113,8 +113,10 @@ def test_supervised_run_restarts_killed_agents_from_their_checkpoints(tmp_path):
             proc.kill()
     assert proc.returncode == 0, out[-3000:]
     for v in victims:
-        assert f"agent-{v} exited with -9; restarting" in out, out[-3000:]
+        assert f"agent-{v} exited with -9 (killed by SIGKILL); restarting" in out, out[-3000:]
     evs = launcher_events(run_dir)
+    exits = [e for e in evs if e["event"] == "process_exit" and e["process"] in {f"agent-{v}" for v in victims}]
+    assert [(e["code"], e["signal"]) for e in exits] == [(-9, "SIGKILL")] * len(victims)  # as the OOM killer does
     assert sorted(e["process"] for e in evs if e["event"] == "process_restarted") == [f"agent-{v}" for v in victims]
     for agent in range(6):
         text = (run_dir / f"agent-{agent}" / "metrics.jsonl").read_text()
@@ -159,7 +161,7 @@ def test_envserver_killed_and_restarted_agents_carry_on(tmp_path):
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, out[-3000:]
-    assert "envserver exited with -9; restarting" in out
+    assert "envserver exited with -9 (killed by SIGKILL); restarting" in out
     assert [e["process"] for e in launcher_events(run_dir) if e["event"] == "process_restarted"] == ["envserver"]
     starts = [e for e in events(run_dir) if e["event"] == "server_start"]
     assert [s["detail"].split(",")[0] for s in starts] == ["incarnation 1", "incarnation 2"]

@@ -125,6 +125,36 @@ def test_actions_are_routed_to_the_agents_own_joints():
     assert np.allclose(task.datas[0].ctrl, 0.4)
 
 
+
+def _same_start(task) -> None:
+    """Every copy in copy 0's state."""
+    for d in task.datas[1:]:
+        d.qpos[:], d.qvel[:] = task.datas[0].qpos, task.datas[0].qvel
+        mujoco.mj_forward(task.model, d)
+    task.sync()
+
+
+def test_control_cost_is_charged_on_the_action_as_sent():
+    """Out-of-range actions move the robot as the clipped ones do (MuJoCo clamps either way) but pay
+    w·Σa² of what was sent, as every paper's code did (docs/tasks.md "Exactness"); a copy with a NaN
+    or infinite entry moves and pays as the control MuJoCo gets: clipped, NaN → 0."""
+    task = make_task("mamujoco-humanoid-17x1", 4, 0)  # control range ±0.4, ctrl_cost_weight 0.1
+    _same_start(task)
+    rng = np.random.default_rng(0)
+    raw = rng.uniform(-1.2, 1.2, 17)
+    odd = raw.copy()
+    odd[[0, 1, 2]] = np.nan, np.inf, -np.inf
+    sent = np.stack([raw, np.clip(raw, -0.4, 0.4), odd, np.r_[0.0, 0.4, -0.4, np.clip(raw[3:], -0.4, 0.4)]])
+    res = task.step([sent[:, [j]].astype(np.float32) for j in range(17)])
+    q = [d.qpos.copy() for d in task.datas]
+    np.testing.assert_array_equal(q[0], q[1])
+    np.testing.assert_array_equal(q[2], q[3])
+    a32 = raw.astype(np.float32).astype(np.float64)
+    extra = 0.1 * (np.sum(a32 ** 2) - np.sum(np.clip(a32, -0.4, 0.4) ** 2))
+    assert extra > 0.3
+    assert res.reward[1] - res.reward[0] == pytest.approx(extra, abs=1e-5)
+    assert np.isfinite(res.reward).all() and res.reward[2] == res.reward[3]
+
 def _place(task, e: int, **qpos) -> None:
     d = task.datas[e]
     for joint_and_k, value in qpos.items():

@@ -170,3 +170,18 @@ def test_progress_bar_tty_redraws() -> None:
     out = buf.getvalue()
     assert out.count("\r") <= 5  # throttled to <= 5/s (plus the final line)
     assert "1,000/1,000" in out and out.endswith("\n")
+
+
+def test_report_warns_of_start_warnings_and_updates_longer_than_the_deadline(run_dir: Path) -> None:
+    cfg = json.loads((run_dir / "config.json").read_text())
+    (run_dir / "config.json").write_text(json.dumps({**cfg, "deadline_s": 2.0, "warnings": ["a start warning"]}))
+    rows = _metrics(0)
+    rows[3]["update_seconds"] = 3.5  # one update of agent 0 outlasted the deadline
+    _write_jsonl(run_dir / "agent-0" / "metrics.jsonl", rows)
+    s = summarize(run_dir)
+    assert s["warnings"][0] == "a start warning"
+    assert s["warnings"][1].startswith("updates took up to 3.5 s (agents 0), longer than the envserver's 2 s deadline")
+    text = (write_report(run_dir) / "summary.md").read_text()
+    assert "## Warnings" in text and "- a start warning" in text
+    (run_dir / "config.json").write_text(json.dumps({**cfg, "deadline_s": 5.0}))
+    assert summarize(run_dir)["warnings"] == []

@@ -2,6 +2,7 @@
 a late agent is handed the current STEP, a restarted envserver continues its clock, and the
 supervisor restarts with backoff up to its limit."""
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -126,3 +127,78 @@ def test_supervisor_restarts_with_backoff_up_to_its_limit(tmp_path, enabled):
     evs = events(tmp_path)
     assert [e["event"] for e in evs] == (["process_exit", "process_restarted"] * 2 + ["process_exit"]
                                          if enabled else ["process_exit"])
+
+
+def supervise(tmp_path, scripts: dict[str, list[str]], policy: RestartPolicy):
+    """A Supervisor with start-up markers over real processes; ``scripts[name]`` are the Python
+    sources of its successive starts, run in tmp_path/name (writing learner_config.json is the
+    agent's start-up done, compose/run/children.py)."""
+    from compose.run.children import ChildFiles
+
+    def spawn(name):
+        (tmp_path / name).mkdir(exist_ok=True)
+        source = scripts[name].pop(0) if len(scripts[name]) > 1 else scripts[name][0]
+        with open(tmp_path / name / "log.txt", "ab") as log:
+            return subprocess.Popen([sys.executable, "-c", source], cwd=tmp_path / name, stdout=log, stderr=log)
+    lines = []
+    sup = Supervisor({}, spawn, policy, tmp_path / "events.jsonl", echo=lines.append, files=ChildFiles(tmp_path))
+    for name in scripts:
+        sup.start(name)
+    return sup, lines
+
+
+def wait_until(condition, sup, timeout=60):
+    end = time.monotonic() + timeout
+    while not condition() and time.monotonic() < end:
+        sup.check()
+        time.sleep(0.05)
+    assert condition()
+
+
+UP = "import pathlib, time; pathlib.Path('learner_config.json').write_text('{}'); time.sleep(120)"
+BAD = "import sys; print('agentd: error: topology file not found: /x.json', file=sys.stderr); sys.exit(2)"
+FULL = ("import pathlib, sys; pathlib.Path('learner_config.json').write_text('{}'); "
+        "print('agentd: error: disk full at /d/m.jsonl: No space left on device', file=sys.stderr); sys.exit(75)")
+
+
+def test_a_process_killed_by_sigkill_is_restarted_and_the_row_names_the_signal(tmp_path):
+    sup, lines = supervise(tmp_path, {"agent-0": [UP]}, RestartPolicy(True, backoff_s=0.1))
+    wait_until(lambda: (tmp_path / "agent-0" / "learner_config.json").exists(), sup)
+    first = sup.procs["agent-0"]
+    first.send_signal(signal.SIGKILL)  # what the kernel's OOM killer sends
+    wait_until(lambda: sup.procs["agent-0"] is not first, sup)
+    sup.procs["agent-0"].kill()
+    sup.procs["agent-0"].wait()
+    sup.close()
+    assert lines == ["agent-0 exited with -9 (killed by SIGKILL); restarting in 0.1 s (restart 1 of 5)"]
+    assert sup.failure is None
+    exit_row = events(tmp_path)[0]
+    assert (exit_row["event"], exit_row["code"], exit_row["signal"]) == ("process_exit", -9, "SIGKILL")
+
+
+@pytest.mark.parametrize("restart", [False, True])
+def test_a_failure_at_start_up_or_a_resource_run_out_ends_the_run_unrestarted(tmp_path, restart):
+    sup, _ = supervise(tmp_path, {"agent-0": [BAD], "agent-1": [FULL], "agent-2": [UP]}, RestartPolicy(restart))
+    wait_until(lambda: {"agent-0", "agent-1"} <= sup.gone, sup)
+    sup.procs["agent-2"].kill()
+    sup.procs["agent-2"].wait()
+    sup.close()
+    assert not sup.due  # nothing restarted, --restart or not
+    assert sup.failure.process in ("agent-0", "agent-1")  # whichever the supervisor saw first
+    assert sup.failure.exit_code == (2 if sup.failure.process == "agent-0" else 1)
+    details = {e["process"]: (e["detail"], e["error"]) for e in events(tmp_path)}
+    assert details["agent-0"] == ("failed at start-up; the run stops", "topology file not found: /x.json")
+    assert details["agent-1"] == ("ran out of a resource; the run stops",
+                                  "disk full at /d/m.jsonl: No space left on device")
+
+
+def test_a_restart_that_fails_at_start_up_is_not_restarted_again(tmp_path):
+    sup, lines = supervise(tmp_path, {"agent-0": [UP, BAD]}, RestartPolicy(True, max_restarts=5, backoff_s=0.1))
+    wait_until(lambda: (tmp_path / "agent-0" / "learner_config.json").exists(), sup)
+    sup.procs["agent-0"].send_signal(signal.SIGKILL)
+    wait_until(lambda: sup.down_for_good("agent-0"), sup)
+    sup.close()
+    assert lines[1] == ("agent-0 failed at start-up again after restart 1 (exit 2): topology file not found: "
+                        "/x.json; not restarted again")
+    assert sup.failure is None  # the run goes on without it
+    assert [e["event"] for e in events(tmp_path)] == ["process_exit", "process_restarted", "process_exit"]

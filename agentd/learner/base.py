@@ -47,6 +47,7 @@ from .coef import Coefs
 from .config import COMMON_KEYS, LearnerConfig, apply_overrides
 from .dists import Categorical, DiagGaussian
 from .nets import Actor, Critic, RunningNorm
+from .play import Playing
 
 CKPT_KEYS = frozenset({"format", "algo", "spec", "cfg", "modules", "obs_norm", "critic_norm", "coefs",
                        "extra", "torch_rng", "numpy_rng", "counters"})
@@ -56,7 +57,7 @@ BATCH_KEYS = ("init_log_std", "gae_lambda", "epochs", "minibatches", "minibatch_
 ACTOR_STEP_KEYS = ("lr_actor", "ent_coef", "clip")  # _actor_step: Adam, entropy bonus, clip_frac
 
 
-class Learner:
+class Learner(Playing):
     """Decentralised actor-critic for one agent: κ-hop input → critic(s); local obs (or, with
     actor_input=khop, the same κ-hop input) → actor."""
 

@@ -1,23 +1,35 @@
 """Crash-safe checkpoint files: ``ckpt-{step:012d}.pt`` in one directory per agent.
 
-A checkpoint is written to ``.tmp``, flushed and fsynced, renamed over the final name with
+A checkpoint is serialised in memory first, so its size is known before the disk is touched:
+with too little free space it is not written at all (ENOSPC, naming the file and the numbers).
+Otherwise it is written to ``.tmp``, flushed and fsynced, renamed over the final name with
 ``os.replace`` (atomic on POSIX) and the directory is fsynced so the rename itself survives a power
-cut. A reader therefore sees either the old set of files or the new one; a file damaged some other
-way (disk full, copied half-way) is detected at load time and skipped by :func:`latest`.
+cut; the temp file is removed on any failure, and older checkpoints are pruned only after the new
+one is complete. A reader therefore sees either the old set of files or the new one; a file damaged
+some other way (copied half-way) is detected at load time and skipped by :func:`latest`.
 Files are read with ``weights_only=True``: a checkpoint directory is data, never code.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
+import io
 import os
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from envserver.faults import exhausted
+
 _NAME = re.compile(r"^ckpt-(\d{12})\.pt$")
 _TMP = re.compile(r"^ckpt-(\d{12})\.pt\.tmp$")
+# Free space a checkpoint write leaves for the run's other writes (metrics and episode rows, the
+# other agents' checkpoints of the same update, the next checkpoint before pruning frees the
+# oldest): one more checkpoint of the same size and this much; our choice, not a published value.
+FREE_MARGIN_BYTES = 1 << 20
 
 
 def checkpoint_name(step: int) -> str:
@@ -48,15 +60,37 @@ def save(state: dict[str, Any], directory: Path, step: int, keep: int) -> Path:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     final = directory / checkpoint_name(step)
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    data = buf.getbuffer()
+    check_free_space(final, len(data))
     tmp = final.with_name(final.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, final)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, final)
+    except BaseException as err:
+        tmp.unlink(missing_ok=True)
+        if isinstance(err, OSError) and not err.filename:  # a write or fsync: name the file it was for
+            raise OSError(err.errno, err.strerror, str(final)) from err
+        raise
     _fsync_dir(directory)
     _prune(directory, keep)
     return final
+
+
+def check_free_space(path: Path, size: int) -> None:
+    """Raise ENOSPC naming ``path`` unless its file system has room for ``size`` bytes and still
+    keeps ``size + FREE_MARGIN_BYTES`` free afterwards (see FREE_MARGIN_BYTES)."""
+    free = shutil.disk_usage(path.parent).free
+    need = 2 * size + FREE_MARGIN_BYTES
+    if free < need:
+        mib = 1 << 20
+        raise OSError(errno.ENOSPC, f"a checkpoint of {size / mib:.2f} MiB needs {need / mib:.2f} MiB free "
+                                    f"(twice its size and 1 MiB for the run's other files), {free / mib:.2f} MiB "
+                                    "are; not written, the previous checkpoints are kept", str(path))
 
 
 def _prune(directory: Path, keep: int) -> None:
@@ -73,6 +107,8 @@ def load(path: Path, required: frozenset[str] = frozenset()) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated zip, bad pickle, I/O error: all mean "not usable"
+        if exhausted(e):  # too many open files, no memory: the file may be fine, so it is not skipped
+            raise
         raise ValueError(f"checkpoint {path} is unreadable: {e}") from e
     if not isinstance(state, dict) or not required <= set(state):
         missing = sorted(required - set(state)) if isinstance(state, dict) else ["<not a dict>"]

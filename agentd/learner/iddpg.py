@@ -61,6 +61,14 @@ class IDDPG(OffPolicyLearner):
         a = (mean + noise).clamp(-1.0, 1.0).numpy().astype(np.float32)
         return self._scale(a), a
 
+    def policy_action(self, obs: np.ndarray, critic_in: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        """μ(o) scaled to the action range; not ``deterministic``: with its exploration noise, as it acts."""
+        with torch.inference_mode():
+            mean = torch.tanh(self.mu(self._policy_input(obs, critic_in)))
+            if not deterministic:
+                mean = (mean + torch.randn(mean.shape, generator=self.gen) * self.cfg.expl_noise).clamp(-1.0, 1.0)
+        return self._scale(mean.numpy().astype(np.float32))
+
     def _q(self, net: nn.Module, cin: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         return net(torch.cat([cin, a], -1)).squeeze(-1)
 

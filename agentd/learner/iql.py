@@ -23,6 +23,7 @@ import torch
 from .adam import Adam
 from .nets import MLP
 from .offpolicy import OffPolicyLearner
+from .play import one_hot_argmax
 
 
 class IQL(OffPolicyLearner):
@@ -59,6 +60,13 @@ class IQL(OffPolicyLearner):
         explore = self.np_rng.random(self.n_envs) < self.epsilon()
         action = np.where(explore, self.np_rng.integers(0, self.agent.n_actions, self.n_envs), greedy).astype(np.int64)
         return action, action.copy()
+
+    def action_probs(self, obs: np.ndarray, critic_in: np.ndarray, deterministic: bool = False) -> np.ndarray:
+        """The ε-greedy policy it acts with at its current ε (``deterministic``: greedy in Q)."""
+        with torch.inference_mode():
+            greedy = one_hot_argmax(self.q(self._policy_input(obs, critic_in)).double().numpy())
+        eps = 0.0 if deterministic else self.epsilon()
+        return (1.0 - eps) * greedy + eps / self.agent.n_actions
 
     def _gradient_step(self, b: dict[str, torch.Tensor]) -> dict[str, float]:
         cfg = self.cfg

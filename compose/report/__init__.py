@@ -10,6 +10,7 @@ from pathlib import Path
 from .logs import load_agent_metrics, load_episodes, read_config, read_jsonl
 from .markdown import render_summary
 from .plots import plot_coefficients, plot_comm, plot_cost, plot_reward
+from .references import reference_lines
 from .summary import summarize
 
 __all__ = ["load_agent_metrics", "load_episodes", "read_config", "read_jsonl", "summarize", "write_report"]
@@ -24,8 +25,9 @@ def write_report(run_dir: Path | str) -> Path:
     cfg = s["config"]
     episodes = load_episodes(run_dir)
     metrics = load_agent_metrics(run_dir)
-    plot_reward(cfg, episodes, out / "reward.png")
-    plot_cost(cfg, episodes, out / "cost.png")
+    lines = reference_lines(cfg)
+    plot_reward(cfg, episodes, out / "reward.png", lines["return"])
+    plot_cost(cfg, episodes, out / "cost.png", lines["cost"])
     plot_comm(cfg, metrics, s, out / "comm.png")
     plot_coefficients(cfg, metrics, out / "coefficients.png")
     (out / "summary.md").write_text(render_summary(s), encoding="utf-8")

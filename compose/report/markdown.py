@@ -160,12 +160,85 @@ def _md_events(s: dict) -> list[str]:
     return lines
 
 
+def _pm(stat: Any) -> str:
+    """mean ± 95 % half-width of a judge.stats.mean_ci dict."""
+    if not isinstance(stat, dict) or num(stat.get("mean")) is None:
+        return "n/a"
+    ci = num(stat.get("ci95"))
+    return fmt_num(stat["mean"]) + (f" ± {fmt_num(ci)}" if ci is not None else "")
+
+
+def _md_evaluation(s: dict) -> list[str]:
+    """`khop eval`'s scores (eval.json), one row per policy mode, and the tabular games' exact J."""
+    ev = s.get("evaluation") or {}
+    if not ev:
+        return ["_Not evaluated; `khop eval RUN_DIR [--deterministic]` scores the learned policy._", ""]
+    lines = ["| policy | episodes | return | cost | violation rate | updates | exact J |", "|---|---|---|---|---|---|---|"]
+    for mode, r in sorted(ev.items()):
+        exact = r.get("exact") or {}
+        j = exact.get(f"J_{mode}")
+        updates = sorted(set(r.get("updates") or []))
+        lines.append(f"| {cell(mode)} | {cell(r.get('episodes'))} | {_pm(r.get('return'))} | {_pm(r.get('cost'))} | "
+                     f"{_pm(r.get('violation_rate'))} | {cell(updates)} | {fmt_num(j) if j is not None else 'n/a'} |")
+    lines.append("")
+    exact = next((r.get("exact") for r in ev.values() if isinstance(r.get("exact"), dict)), None)
+    if exact and "optimum" in exact:
+        lines += [f"- Exact J by {exact.get('solver', 'the game solver')}: optimum {fmt_num(exact['optimum'])}, "
+                  f"uniform random policy {fmt_num(exact['uniform'])}", ""]
+    elif exact and "unavailable" in exact:
+        lines += [f"- Exact J unavailable: {exact['unavailable']}", ""]
+    lines += ["Mean ± 95 % Student-t half-width over the evaluation episodes (`khop eval`, eval.json).", ""]
+    return lines
+
+
+def _md_reference(s: dict) -> list[str]:
+    """The cost limits, a tabular game's exact optimum and uniform score, the published readings."""
+    cfg, ref = s["config"], s.get("reference") or {}
+    lines = []
+    names, limits = cfg.get("cost_names") or [], cfg.get("cost_limits") or []
+    if limits:
+        lines.append("- Cost limit per episode: " + ", ".join(f"{n} ≤ {fmt_num(v)}" for n, v in zip(names, limits))
+                     + " (dashed red line in cost.png)")
+    exact = ref.get("exact")
+    if exact:
+        lines.append(f"- Exact optimum **{fmt_num(exact['optimum'])}** and uniform random policy "
+                     f"{fmt_num(exact['uniform'])} of this game (lines in reward.png); `khop eval` gives the "
+                     "learned policy's exact J")
+    pub = ref.get("published") or {}
+    if pub:
+        from .references import KHOP_ALGO, PUBLISHED_SOURCE
+
+        mine = KHOP_ALGO.get(str(cfg.get("algo")))
+        lines += [f"- Published: {PUBLISHED_SOURCE}; this run: {fmt_num(cfg.get('steps'))} env steps"
+                  + ("; its algorithm's reading is drawn in reward.png and cost.png" if mine else ""), "",
+                  "| algorithm | episode cost | episode reward |", "|---|---|---|"]
+        for algo, (cost, reward) in pub.items():
+            name = f"**{algo}** (this run's algorithm)" if algo == mine else algo
+            lines.append(f"| {name} | ≈ {cost:g} | ≈ {reward:g} |")
+    return (lines or ["_No cost limit, exact optimum or published reading for this task._"]) + [""]
+
+
+def _md_video(s: dict) -> list[str]:
+    """The still and what `khop render` made."""
+    r = s.get("render") or {}
+    if not r:
+        return ["_No video; `khop render RUN_DIR` films the learned policy._", ""]
+    eps = ", ".join(f"return {fmt_num(e.get('return'))}" for e in r.get("episodes") or []) or "no episode finished"
+    return ["![still from the video](still.png)", "",
+            f"- {cell(r.get('videos'))}: {r.get('frames')} frames of {r.get('width')}×{r.get('height')} at "
+            f"{fmt_num(r.get('fps'))} frames/s, camera {cell(r.get('camera'))}, env seed {r.get('env_seed')}, "
+            f"checkpoint updates {cell(sorted(set(r.get('updates') or [])))} ({eps})", ""]
+
+
 def render_summary(s: dict) -> str:
     """The Markdown page for a summarize() dict."""
     cfg = s["config"]
     total = s["total_steps"]
     progress = f"{s['last_env_step']:,}" + (f" / {total:,}" if isinstance(total, int) else "")
-    lines = [f"# Run report: {title(cfg)}", "", "## Config", ""] + _md_config(cfg)
+    lines = [f"# Run report: {title(cfg)}", ""]
+    if s.get("warnings"):
+        lines += ["## Warnings", ""] + [f"- {w}" for w in s["warnings"]] + [""]
+    lines += ["## Config", ""] + _md_config(cfg)
     lines += [
         "## Run",
         "",
@@ -176,7 +249,8 @@ def render_summary(s: dict) -> str:
         "## Episodes",
         "",
     ]
-    lines += _md_episodes(s) + ["## Agents", ""] + _md_agents(s) + ["## Communication", ""] + _md_comm(s)
+    lines += _md_episodes(s) + ["## What to compare with", ""] + _md_reference(s) + ["## Agents", ""] + _md_agents(s) + ["## Communication", ""] + _md_comm(s)
+    lines += ["## Evaluation", ""] + _md_evaluation(s) + ["## Video", ""] + _md_video(s)
     lines += ["## Events", ""] + _md_events(s) + ["## Plots", ""]
     lines += [f"![{n[:-4]}]({n})" for n in PLOT_NAMES] + [""]
     return "\n".join(lines)

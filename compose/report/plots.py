@@ -60,13 +60,20 @@ def _save(fig: Figure, ax: Any, path: Path) -> None:
     fig.savefig(path)
 
 
-def plot_reward(cfg: dict, episodes: list[dict], path: Path) -> None:
+def _reference(ax: Any, lines: Iterable[tuple[float, str, str]]) -> None:
+    """Horizontal reference lines (value, label, style): an exact optimum, a published reading."""
+    for value, label, style in lines:
+        ax.axhline(value, ls=style, color="black" if style != ":" else "gray", lw=1.1, label=label)
+
+
+def plot_reward(cfg: dict, episodes: list[dict], path: Path, lines: Iterable[tuple[float, str, str]] = ()) -> None:
     fig, ax = _new_fig(f"Episode return — {title(cfg)}", "episode return")
     x, y = _series(episodes, lambda e: num(e.get("episode_return")))
     if len(x):
         _scatter_ma(ax, x, y, "return")
     else:
         _no_data(ax, "no data: no finished episodes")
+    _reference(ax, lines)
     _save(fig, ax, path)
 
 
@@ -91,7 +98,7 @@ def _limit_line(ax: Any, limit: Any, color: Any, name: str | None) -> None:
         ax.axhline(v, ls="--", color=color, lw=1.2, label="cost limit" + (f" ({name})" if name else ""))
 
 
-def plot_cost(cfg: dict, episodes: list[dict], path: Path) -> None:
+def plot_cost(cfg: dict, episodes: list[dict], path: Path, lines: Iterable[tuple[float, str, str]] = ()) -> None:
     fig, ax = _new_fig(f"Episode cost — {title(cfg)}", "episode cost")
     limits = [v for v in (cfg.get("cost_limits") or []) if num(v) is not None]
     names = list(cfg.get("cost_names") or [])
@@ -112,6 +119,8 @@ def plot_cost(cfg: dict, episodes: list[dict], path: Path) -> None:
         x, y = _series(episodes, episode_cost)
         _scatter_ma(ax, x, y, "cost")
         _limit_line(ax, sum(float(v) for v in limits) if limits else None, "red", None)
+    if not _task_has_no_costs(cfg, episodes):
+        _reference(ax, lines)
     _save(fig, ax, path)
 
 

@@ -2,12 +2,14 @@
 shows, and what tests, sweeps and benchmarks read."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 
 from .logs import AgentId, load_agent_metrics, load_episodes, num, read_config, read_jsonl
+from .references import published, reference_scores
 
 MAX_MA_WINDOW = 100
 
@@ -185,7 +187,38 @@ def summarize(run_dir: Path | str) -> dict[str, Any]:
     out["steps_per_s"] = (
         out["last_env_step"] / out["wall_time_s"] if out["wall_time_s"] else None
     )
+    out["evaluation"] = read_evaluation(run_dir)
+    out["render"] = _read_json(run_dir / "render.json")
+    task = str(cfg.get("task", ""))
+    out["reference"] = {"exact": reference_scores(task), "published": published(task)}
+    out["warnings"] = list(cfg.get("warnings", [])) + _slow_updates(cfg, metrics)
     return out
+
+
+def _slow_updates(cfg: dict, metrics: dict) -> list[str]:
+    """An update longer than the envserver's ACT deadline: the agent misses that step and is marked
+    down until its next ACT (it learns inside a step), so the run silently loses steps."""
+    deadline = num(cfg.get("deadline_s"))
+    worst = {a: max((num(r.get("update_seconds")) or 0.0 for r in rows), default=0.0) for a, rows in metrics.items()}
+    slow = {a: w for a, w in worst.items() if deadline and w > deadline}
+    if not slow:
+        return []
+    return [f"updates took up to {max(slow.values()):.1f} s (agents {', '.join(map(str, sorted(slow)))}), longer than "
+            f"the envserver's {deadline:g} s deadline: those agents missed a step per slow update (fallback action, "
+            "marked down until their next ACT); raise --deadline"]
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def read_evaluation(run_dir: Path) -> dict[str, dict]:
+    """`khop eval`'s records by mode ("sampled", "deterministic") from eval.json; {} if none."""
+    return {k: v for k, v in _read_json(Path(run_dir) / "eval.json").items() if isinstance(v, dict)}
 
 
 # --------------------------------------------------------------------------- formatting

@@ -49,6 +49,8 @@ class RunConfig(CommConfig):
                                   "resume from their newest checkpoint, the envserver from its step counter")
     max_restarts: int = option(5, "restarts per process with --restart (default 5)", metavar="N",
                                check=at_least(0))
+    tensorboard: bool = option(False, "live TensorBoard event files in RUN_DIR/tensorboard (one per agent, one for the "
+                                      "envserver)")
     curve: Path | None = option(None, "CurveZMQ on every socket with the keys in DIR (`khop keys`); only listed "
                                       "keys connect", parse=Path, metavar="DIR")
     kappa_rule: str = field(default="")  # where the effective κ came from (set by validate(), in config.json)
@@ -225,7 +227,8 @@ def process_args(cfg: RunConfig, n_agents: int, env_bind: str, env_connect: str,
     return args
 
 
-def resume_config(run_dir: Path, progress: bool = True, restart: bool = False, max_restarts: int = 5) -> RunConfig:
+def resume_config(run_dir: Path, progress: bool = True, restart: bool = False, max_restarts: int = 5,
+                  tensorboard: bool = False) -> RunConfig:
     """The RunConfig of the unfinished distributed run in ``run_dir`` (its config.json), for
     `khop run --resume`; only the supervision and display options are the caller's. The topology
     is the run's own topology.json (the graph it trained on, whatever file or generator made it)."""
@@ -247,5 +250,5 @@ def resume_config(run_dir: Path, progress: bool = True, restart: bool = False, m
                           "and the envserver from its clock, which an in-process run does not keep")
     cfg = recorded_config(recorded)
     cfg.run_dir, cfg.topology = Path(run_dir), str(Path(run_dir) / "topology.json")
-    cfg.progress, cfg.restart, cfg.max_restarts = progress, restart, max_restarts
+    cfg.progress, cfg.restart, cfg.max_restarts, cfg.tensorboard = progress, restart, max_restarts, tensorboard
     return cfg

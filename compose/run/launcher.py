@@ -19,11 +19,13 @@ import sys
 import time
 from pathlib import Path
 
+from envserver.atomic import write_whole
 from topologies import save_topology
 
+from .children import ChildFiles
 from .inprocess import run_inprocess
+from .outcome import hold_reserve, launcher_ran_out, record_status, release_reserve, report, tell
 from .progress import ProgressBar, TailState, tail_episodes
-from ..report import write_report
 from .config import LaunchError, RunConfig, comm_plan, process_args, run_record, validate
 from .supervisor import RestartPolicy, Supervisor
 
@@ -117,7 +119,7 @@ class Launch:
             return self.dir
         config = run_record(self.cfg, self.spec, self.graph, self.dir)
         config["comm_plan"] = comm_plan(self.cfg, self.spec, self.graph).describe()
-        (self.dir / "config.json").write_text(json.dumps(config, indent=1))
+        write_whole(self.dir / "config.json", json.dumps(config, indent=1))  # no half a run on a full disk
         return self.dir
 
     def _commands(self) -> dict[str, list[str]]:
@@ -132,15 +134,17 @@ class Launch:
         def start_one(name: str) -> subprocess.Popen:
             return spawn(commands[name], self.dir / name / "log.txt")
         self.supervisor = Supervisor(self.procs, start_one, RestartPolicy(self.cfg.restart, self.cfg.max_restarts),
-                                     self.dir / "events.jsonl")
+                                     self.dir / "events.jsonl", files=ChildFiles(self.dir))
         for name in commands:
-            self.procs[name] = start_one(name)
+            self.supervisor.start(name)
 
     def _served(self) -> bool:
         """The envserver is done for good: finished (exit 0) or dead and not coming back. With every
         agent down for good it is told to stop, since nobody is left to serve."""
         sup = self.supervisor
         sup.check()
+        if sup.failure is not None:  # a start-up failure or a resource run out: the whole run stops now
+            return True
         env = self.procs["envserver"]
         agents = [n for n in self.procs if n != "envserver"]
         if env.poll() is None and all(self.procs[n].poll() is not None and not sup.pending(n) for n in agents):
@@ -186,28 +190,36 @@ class Launch:
         if bar is not None:
             bar.close()
         # the envserver said BYE: agents write their last checkpoint and exit by themselves
-        end = time.monotonic() + 60
+        end = time.monotonic() + (0 if self.supervisor.failure else 60)
         while any(p.poll() is None for p in self.procs.values()) and time.monotonic() < end and not self.interrupted:
             time.sleep(0.2)
         self.supervisor.check(restarting=False)
 
     def run(self) -> int:
-        """Run, report, and record the outcome in DIR/run_status.json (what `khop sweep` resumes by)."""
+        """Run, report, and record the outcome in DIR/run_status.json (what `khop sweep` resumes by):
+        state, exit code and, unless it finished, the reason in one line (compose/run/outcome.py)."""
         state, code = "failed", 1
+        self.reason = "the launcher failed"  # what an unexpected exception out of here leaves recorded
         try:
-            code = self._run()
+            try:
+                code = self._run()
+            except Exception as err:
+                reason = launcher_ran_out(self.dir, err, self.supervisor.failure if self.procs else None)
+                if reason is None:
+                    raise
+                code, self.reason = 1, reason
             state = {0: "finished", 130: "interrupted"}.get(code, "failed")
             return code
         finally:
             if self._lock is not None:  # this launcher's run: record how it ended, then let go
                 if (self.dir / "config.json").exists():
-                    (self.dir / "run_status.json").write_text(json.dumps(
-                        {"state": state, "exit_code": code, "time": time.time()}))
+                    record_status(self.dir, state, code, self.reason)
                 os.close(self._lock)
 
     def _run(self) -> int:
         self._take_lock()  # before anything in the directory changes
         self.prepare()
+        hold_reserve(self.dir)
         previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
 
         def interrupt(signum: int, _frame: object) -> None:
@@ -221,20 +233,29 @@ class Launch:
                 self.start()
                 self.watch()
         finally:
-            self.stop()
-            if self.procs:
-                self.supervisor.check(restarting=False)
-                self.supervisor.close()
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-        codes = {name: p.returncode for name, p in self.procs.items()}
-        write_report(self.dir)
-        failed = {n: c for n, c in codes.items() if c != 0}
+            release_reserve(self.dir)  # the room the last event rows and run_status.json need
+            try:
+                self.stop()
+                if self.procs:
+                    self.supervisor.check(restarting=False)
+            finally:  # even when a full disk refused the last event rows
+                if self.procs:
+                    self.supervisor.close()
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+        report(self.dir)
+        failed = {n: p.returncode for n, p in self.procs.items() if p.returncode != 0}
+        failure = self.supervisor.failure if self.procs else None
+        if failure:
+            self.reason = failure.line
+            tell(self.dir, failure)
+            return failure.exit_code
         if self.interrupted:
+            self.reason = "interrupted"
             print(f"khop run: interrupted; partial report in {self.dir / 'report'}", file=sys.stderr)
             return 130
         if failed:
-            print(f"khop run: processes exited with errors {failed}; see their log.txt under {self.dir}",
-                  file=sys.stderr)
+            self.reason = f"processes exited with errors {failed}"
+            print(f"khop run: {self.reason}; see their log.txt under {self.dir}", file=sys.stderr)
             return 1
         return 0

@@ -32,6 +32,9 @@ from .base import StepResult, TaskSpec, VecTask
 from .mujoco_layout import EPISODE_LENGTH, STATE_SPEC, Layout
 from .mujoco_models import compile_model
 
+_COST_MAX = float(np.finfo(np.float32).max)  # a larger control cost would reach the agents as −inf
+_COST_MAX2 = _COST_MAX ** 2  # Σ sq² below it: every copy's cost is below _COST_MAX (one dot, the hot path)
+
 
 class MujocoTask(VecTask):
     """E lockstepped copies of one MuJoCo task; subclasses only set ``spec`` and ``layout``."""
@@ -55,6 +58,7 @@ class MujocoTask(VecTask):
         self._rne = "cfrc_ext" in L.blocks  # cfrc_ext stays 0 without it (spec §1.7)
         self._act = np.zeros((E, m.nu))
         self._a = self._act[:, :L.n_robot_act]  # the agents' columns (a hazard's motor comes last)
+        self._raw = np.zeros((E, L.n_robot_act))  # the actions as sent, which the control cost charges
         self._act_shapes = [(E, len(cols)) for cols in L.act_cols]
         self._obs_idx = L.obs_idx
         self._rules = L.robot.rules
@@ -169,25 +173,33 @@ class MujocoTask(VecTask):
 
     # ------------------------------------------------------------------- step
     def _route(self, actions: list[np.ndarray]) -> np.ndarray:
-        """Write the agents' actions into the control matrix, clipped to the control range with
-        NaN → 0 (so non-finite values never reach MuJoCo); return the control cost w·Σa² per copy."""
-        L, a = self.layout, self._a
+        """Write the agents' actions, clipped to the control range, into the control matrix; return
+        the control cost w·Σa² per copy of the actions *as sent*.
+
+        Why raw: every code base the papers ran charges the unclipped action and leaves the clamping
+        to MuJoCo (``ctrllimited``); clipping here hands MuJoCo the same control, and the cost stays
+        theirs (docs/tasks.md, "Exactness"). A copy whose raw cost is not a finite float32 (a
+        NaN, an infinite or absurdly large entry) pays the cost of what MuJoCo gets instead: the
+        clipped action with NaN → 0, so no non-finite value reaches MuJoCo or an agent's reward.
+        """
+        L, raw, a = self.layout, self._raw, self._a
         if len(actions) != len(self._act_shapes):
             raise ValueError(f"expected {len(self._act_shapes)} action arrays, got {len(actions)}")
         for i, want in enumerate(self._act_shapes):
             if getattr(actions[i], "shape", None) != want:
                 raise ValueError(f"agent {i} action has shape {np.shape(actions[i])}, expected {want}")
         if self._contiguous:
-            np.concatenate(actions, axis=1, out=a)
+            np.concatenate(actions, axis=1, out=raw)
         else:
             for i, cols in enumerate(L.act_cols):
-                self._act[:, cols] = actions[i]
-        np.minimum(a, self._hi, out=a)  # ±inf clipped; NaN passes through ...
+                raw[:, cols] = actions[i]
+        np.minimum(raw, self._hi, out=a)  # ±inf clipped; NaN passes through ...
         np.maximum(a, self._lo, out=a)
-        sq = np.dot(a * a, self._ctrl_w)  # ctrl_weight · Σ a² per copy
-        if not math.isfinite(np.dot(sq, sq)):  # ... and is zeroed here
+        sq = np.dot(raw * raw, self._ctrl_w)  # ctrl_weight · Σ a² per copy
+        if not np.dot(sq, sq) <= _COST_MAX2:  # (NaN compares False) ... and is zeroed here
             a[np.isnan(a)] = 0.0
-            sq = np.dot(a * a, self._ctrl_w)
+            bad = ~(sq <= _COST_MAX)
+            sq[bad] = np.dot(a[bad] * a[bad], self._ctrl_w)
         return sq
 
     def step(self, actions: list[np.ndarray]) -> StepResult:
