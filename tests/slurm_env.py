@@ -1,5 +1,6 @@
 """A private one-node SLURM cluster for khop's SLURM test (and by hand).
 
+    python tests/slurm_env.py prepare    # root: apt-get install slurm-wlm munge where missing (nothing starts)
     python tests/slurm_env.py up DIR     # munged + slurmctld + slurmd, everything under DIR; prints SLURM_CONF
     python tests/slurm_env.py down DIR   # stop them (scontrol shutdown, munged by its pid)
 
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PROGRAMS = ("munged", "slurmctld", "slurmd", "sbatch", "srun", "scontrol", "sinfo", "squeue", "scancel")
+APT_PACKAGES = ["slurm-wlm", "munge"]  # Debian 12: SLURM 22.05
 CPUS = 16  # declared, not real (config_overrides): room for 1 envserver + up to 15 one-CPU agent steps
 
 
@@ -99,11 +101,30 @@ def _daemon(cmd: list[str], log: Path, env: dict[str, str]) -> None:
         raise ClusterUnavailable(f"{Path(cmd[0]).name} did not start: {tail[0]} (log {log})")
 
 
+def missing_programs() -> list[str]:
+    return [p for p in PROGRAMS if shutil.which(p) is None and not os.access(f"/usr/sbin/{p}", os.X_OK)]
+
+
+def prepare() -> None:
+    """apt-get the packages where a program is missing (root only); Debian starts no daemon without
+    an init system, and this cluster never uses the packages' /etc files."""
+    if not missing_programs():
+        return
+    if os.geteuid() != 0:
+        raise ClusterUnavailable(f"not root, cannot apt-get install {' '.join(APT_PACKAGES)}")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *APT_PACKAGES]
+    for cmd in (["apt-get", "update", "-q"], install):
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
+        if res.returncode != 0:
+            raise ClusterUnavailable(f"{' '.join(cmd[:2])} failed: {(res.stderr or res.stdout).strip()[-300:]}")
+
+
 def up(root: Path, timeout_s: float = 60) -> Cluster:
     """Start munged, slurmctld and slurmd with everything under ``root``; wait until the node is idle."""
     if os.geteuid() != 0:
         raise ClusterUnavailable("a private SLURM cluster needs root (munged and slurmd run as root here)")
-    missing = [p for p in PROGRAMS if shutil.which(p) is None and not Path("/usr/sbin", p).exists()]
+    missing = missing_programs()
     if missing:
         raise ClusterUnavailable(f"{missing[0]} is not installed (apt-get install slurm-wlm munge)")
     root = root.resolve()
@@ -178,9 +199,16 @@ def _alive(pid: int) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("action", choices=("up", "down"))
-    p.add_argument("dir", type=Path)
+    p.add_argument("action", choices=("prepare", "up", "down"))
+    p.add_argument("dir", type=Path, nargs="?", default=Path("slurm-test"))
     a = p.parse_args(argv)
+    if a.action == "prepare":
+        try:
+            prepare()
+        except ClusterUnavailable as err:
+            print(f"slurm_env: {err}", file=sys.stderr)
+            return 1
+        return 0
     cluster = Cluster(a.dir.resolve(), a.dir.resolve() / "slurm.conf")
     if a.action == "down":
         down(cluster)

@@ -5,7 +5,6 @@ scancel of one agent's step, is cancelled whole and submitted again to finish, a
 import contextlib
 import io
 import json
-import os
 import shlex
 import subprocess
 import sys
@@ -208,9 +207,11 @@ def test_a_real_cluster_runs_the_job_survives_a_cancelled_step_and_resumes_a_can
     assert (code, err.strip()) == (2, "khop slurm: error: --nodes 2: partition debug has 1 node(s) up")
     assert cluster.run("squeue", "-h").stdout.strip() == "" and not job_file.exists()
 
+    keys = tmp_path / "shared" / "keys"  # CurveZMQ: on a shared cluster anyone on the nodes can reach the ports
+    make_keys(keys, 6)
     code, err = khop_slurm("-o", str(job_file), "--run-dir", str(run_dir), "--steps", "8000", "--envs", "2",
                            "--set", "rollout_len=16", "--checkpoint-every", "2", "--set", "keep_checkpoints=1000",
-                           "--restart")
+                           "--restart", "--curve", str(keys))
     assert code == 0, err
     first = cluster.run("sbatch", "--parsable", str(job_file)).stdout.strip()
     assert first.isdigit()
@@ -244,13 +245,18 @@ def test_a_real_cluster_runs_the_job_survives_a_cancelled_step_and_resumes_a_can
     assert exits and exits[0]["code"] == 137  # srun's exit for a step killed by SIGKILL
     assert [e["process"] for e in events if e["event"] == "process_restarted"] == ["agent-1"]
     assert any(e["event"] == "run_resumed" for e in events)
-    # agent 1: three incarnations (first, after its step's scancel, after the resubmission), each from a checkpoint
-    metrics = rows(run_dir / "agent-1" / "metrics.jsonl")
-    assert len(dict.fromkeys(r["incarnation"] for r in metrics)) == 3
-    assert len(rows(run_dir / "agent-1" / "resume.jsonl")) == 2
+    # agent 1 started three times (first, after its step's scancel, after the resubmission), the last two from
+    # a checkpoint, and the last trained on from that checkpoint's update count
+    resumes = rows(run_dir / "agent-1" / "resume.jsonl")
+    assert len(resumes) == 2 and all(r["checkpoint"].startswith("ckpt-") for r in resumes)
+    last = [r["update"] for r in rows(run_dir / "agent-1" / "metrics.jsonl")
+            if r["incarnation"] == resumes[-1]["incarnation"]]
+    assert last and last == list(range(resumes[-1]["update"] + 1, resumes[-1]["update"] + 1 + len(last)))
     final = rows(run_dir / "envserver" / "events.jsonl")[-1]
     assert final["event"] == "server_stop" and final["detail"] == "run complete"
-    assert json.loads((run_dir / "envserver" / "status.json").read_text())["env_step"] == 8000
+    status_row = json.loads((run_dir / "envserver" / "status.json").read_text())
+    assert status_row["env_step"] == 8000 and status_row["auth_denied"] == 0
+    assert json.loads((run_dir / "config.json").read_text())["curve"] == str(keys)
 
     # a finished run submitted again: one line, nothing run
     third = cluster.run("sbatch", "--parsable", str(job_file)).stdout.strip()
