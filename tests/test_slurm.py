@@ -16,7 +16,7 @@ import pytest
 import slurm_env  # tests/slurm_env.py
 from compose.cli import build_parser, main
 from compose.cluster.slurm import check_nodes
-from compose.cluster.slurm_job import cpus_per_node, placement, port_base
+from compose.cluster.slurm_job import placement, port_base, tasks_per_node
 from compose.run.config import LaunchError, RunConfig
 from compose.run.keys import make_keys
 from envserver.options import from_namespace
@@ -59,6 +59,7 @@ def test_the_job_file_asks_for_one_cpu_per_process_and_runs_khop_runs_options(tm
     run_dir = tmp_path / "runs" / "line6"
     assert text.startswith("#!/bin/bash\n")
     assert directives(text) == ["--job-name=khop-line6", "--ntasks=7", "--cpus-per-task=1", "--nodes=2",
+                                "--ntasks-per-node=4",
                                 "--partition=cpu", "--time=02:00:00", f"--chdir={tmp_path}",
                                 f"--output={run_dir}/slurm-%j.out", "--open-mode=append", "--requeue",
                                 "--signal=B:TERM@90", "--account=rl"]
@@ -104,7 +105,9 @@ def test_bad_input_is_one_line_before_anything_is_written(tmp_path, args, messag
     (None, ("small", [2, 2]), "7 one-CPU processes (the envserver and 6 agents) do not fit on 2 node(s) of partition "
                               "small (4 CPUs)"),
     (1, ("mixed", [4, 6]), "7 one-CPU processes (the envserver and 6 agents) do not fit on 1 node(s) of partition "
-                           "mixed (6 CPUs)"),
+                           "mixed (6 CPUs, at most 7 processes a node)"),
+    (2, ("uneven", [16, 2]), "7 one-CPU processes (the envserver and 6 agents) do not fit on 2 node(s) of partition "
+                             "uneven (18 CPUs, at most 4 processes a node)"),
 ])
 def test_a_node_count_the_partition_cannot_hold_is_refused(nodes, partition, message):
     with pytest.raises(LaunchError) as err:
@@ -133,10 +136,10 @@ def test_placement_is_contiguous_balanced_and_within_each_hosts_cpus():
         placement(["a", "b"], [1, 2], 6)
 
 
-def test_cpus_per_node_and_ports():
-    assert cpus_per_node("16,2(x3),4") == [16, 2, 2, 2, 4]
+def test_tasks_per_node_and_ports():
+    assert tasks_per_node("16,2(x3),4") == [16, 2, 2, 2, 4]
     with pytest.raises(LaunchError):
-        cpus_per_node("lots")
+        tasks_per_node("lots")
     bases = [port_base(job, 7) for job in range(1, 500)]
     assert all(10_000 <= b and b + 7 <= 32_768 for b in bases)
     assert all(b2 - b1 == 7 for b1, b2 in zip(bases, bases[1:]) if b2 > b1)  # consecutive jobs: disjoint blocks
@@ -211,7 +214,7 @@ def test_a_real_cluster_runs_the_job_survives_a_cancelled_step_and_resumes_a_can
     make_keys(keys, 6)
     code, err = khop_slurm("-o", str(job_file), "--run-dir", str(run_dir), "--steps", "8000", "--envs", "2",
                            "--set", "rollout_len=16", "--checkpoint-every", "2", "--set", "keep_checkpoints=1000",
-                           "--restart", "--curve", str(keys))
+                           "--restart", "--curve", str(keys), "--nodes", "1")
     assert code == 0, err
     first = cluster.run("sbatch", "--parsable", str(job_file)).stdout.strip()
     assert first.isdigit()

@@ -42,8 +42,9 @@ def job_text(cfg: RunConfig, spec, *, name: str, out: Path, python: str, workdir
     """The batch script. ``argv``: `khop run`'s options for the job's launcher."""
     n = spec.n_agents + 1
     run_dir = cfg.run_dir
-    directives = [f"--job-name=khop-{name}", f"--ntasks={n}", "--cpus-per-task=1",
-                  *([f"--nodes={nodes}"] if nodes else []), *([f"--partition={partition}"] if partition else []),
+    spread = [f"--nodes={nodes}", f"--ntasks-per-node={per_node(n, nodes)}"] if nodes else []
+    directives = [f"--job-name=khop-{name}", f"--ntasks={n}", "--cpus-per-task=1", *spread,
+                  *([f"--partition={partition}"] if partition else []),
                   *([f"--time={time_limit}"] if time_limit else []),
                   f"--chdir={workdir}", f"--output={run_dir}/slurm-%j.out", "--open-mode=append", "--requeue",
                   f"--signal=B:TERM@{STOP_BEFORE_LIMIT_S}", *extra]
@@ -65,6 +66,12 @@ def job_text(cfg: RunConfig, spec, *, name: str, out: Path, python: str, workdir
         "",
     ]
     return "\n".join(lines)
+
+
+def per_node(n_processes: int, nodes: int) -> int:
+    """The most processes one of ``nodes`` nodes gets: --ntasks-per-node, which sbatch takes as a
+    maximum beside --ntasks, so SLURM cannot pack most of the run onto one node."""
+    return -(-n_processes // nodes)
 
 
 def partition_nodes(partition: str | None) -> tuple[str, list[int]] | None:
@@ -99,9 +106,11 @@ def check_nodes(nodes: int | None, n_processes: int, partition: tuple[str, list[
     if nodes is not None and nodes > len(cpus):
         raise LaunchError(f"--nodes {nodes}: partition {name} has {len(cpus)} node(s) up")
     best = sorted(cpus, reverse=True)[:nodes or len(cpus)]
-    if sum(best) < n_processes:
+    room = sum(min(c, per_node(n_processes, nodes)) for c in best) if nodes else sum(best)
+    if room < n_processes:
         raise LaunchError(f"{n_processes} one-CPU processes (the envserver and {n_processes - 1} agents) do not fit "
-                          f"on {len(best)} node(s) of partition {name} ({sum(best)} CPUs)")
+                          f"on {len(best)} node(s) of partition {name} ({sum(best)} CPUs"
+                          + (f", at most {per_node(n_processes, nodes)} processes a node)" if nodes else ")"))
 
 
 def render(cfg: RunConfig, name: str, out: Path, *, nodes: int | None = None, partition: str | None = None,

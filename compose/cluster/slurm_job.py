@@ -8,9 +8,10 @@ envserver continues its clock), start-up-failure rule, stop and report — with 
 
 - *where*: the allocation's hosts (``scontrol show hostnames $SLURM_JOB_NODELIST``), read when the
   job starts, so a requeued job on other nodes works too. The envserver and then agents 0..N-1 go
-  in contiguous runs, host by host, each host as many processes as the others ±1 within the CPUs
-  SLURM gave it there: graph neighbours with near ids (ring, line, grid rows) share a host. Every
-  process binds ``tcp://*:PORT``; the topology's "address" is ``tcp://HOST:PORT``;
+  in contiguous runs, host by host, as many on each host as SLURM laid tasks there
+  (SLURM_TASKS_PER_NODE; with `khop slurm --nodes K` at most ⌈(N+1)/K⌉ a node): graph neighbours
+  with near ids (ring, line, grid rows) share a host. Every process binds ``tcp://*:PORT``; the
+  topology's "address" is ``tcp://HOST:PORT``;
 - *how*: each process is its own ``srun --ntasks=1 --exact`` step (not one heterogeneous job, whose
   components start and end together): one agent's step can fail, be cancelled and be started again
   while the others keep stepping, and ``squeue -s`` names every process. The process's own output
@@ -57,21 +58,24 @@ def port_base(job_id: int, n_processes: int) -> int:
     return PORT_LOW + (job_id * n_processes) % span
 
 
-def cpus_per_node(text: str) -> list[int]:
-    """SLURM_JOB_CPUS_PER_NODE ("16,2(x3)") as one count per host, in the node list's order."""
+def tasks_per_node(text: str) -> list[int]:
+    """SLURM_TASKS_PER_NODE ("4,3(x2)") as one count per host, in the node list's order: how many
+    one-CPU steps each host holds, as SLURM laid the job's tasks out (its CPU count would overstate
+    it where a task takes a whole core of two hardware threads)."""
     out: list[int] = []
     for part in text.split(","):
         m = re.fullmatch(r"\s*(\d+)(?:\(x(\d+)\))?\s*", part)
         if not m:
-            raise LaunchError(f"SLURM_JOB_CPUS_PER_NODE={text!r} is not in SLURM's N(xM),… form")
+            raise LaunchError(f"SLURM_TASKS_PER_NODE={text!r} is not in SLURM's N(xM),… form")
         out += [int(m[1])] * int(m[2] or 1)
     return out
 
 
 def placement(hosts: list[str], capacity: list[int], n_agents: int) -> dict[str, str]:
     """Process name → host: "envserver", then "agent-0".."agent-N-1" in contiguous runs host by host.
-    Counts are balanced (water-filling: each process goes to the least-loaded host with room), then
-    handed out in host order, so the runs are contiguous."""
+    ``capacity``: the steps each host holds. Counts are balanced within it (water-filling: each
+    process goes to the least-loaded host with room), then handed out in host order, so the runs are
+    contiguous; where the capacities add up to the processes exactly, they are the counts."""
     names = ["envserver", *(f"agent-{i}" for i in range(n_agents))]
     if sum(capacity) < len(names):
         raise LaunchError(f"the allocation holds {sum(capacity)} one-CPU steps on {len(hosts)} node(s); the run "
@@ -123,9 +127,7 @@ class SlurmLaunch(Launch):
             raise LaunchError("not inside a SLURM job (no SLURM_JOB_ID): submit the job file with sbatch")
         self.job_id = int(os.environ["SLURM_JOB_ID"])
         self.hosts = hostnames(os.environ["SLURM_JOB_NODELIST"])
-        per_task = int(os.environ.get("SLURM_CPUS_PER_TASK", "1"))
-        capacity = [c // per_task for c in cpus_per_node(os.environ["SLURM_JOB_CPUS_PER_NODE"])]
-        self.where = placement(self.hosts, capacity, self.spec.n_agents)
+        self.where = placement(self.hosts, tasks_per_node(os.environ["SLURM_TASKS_PER_NODE"]), self.spec.n_agents)
 
     def prepare(self) -> Path:
         self._check_hosts()
