@@ -13,7 +13,8 @@ What it writes, for `-o DIR/RUN.yaml`:
 Both JSON files reach the containers as Compose `configs` (bind mounts on one machine, Swarm configs
 on a Swarm) under /khop; the envserver's container copies them into the run directory when it
 starts (compose/containers/entrypoint.sh), so the run directory looks like a `khop run` one and `khop report`
-works on it. The run directory is /runs/<run> on a named volume.
+works on it. The run directory is /runs/<run> on a named volume (NFS-backed with --nfs), or on a
+host directory with --bind; --node pins every service to one Swarm node.
 
 The file keeps to what both loaders accept — the Compose Specification (`docker compose`) and the
 version-3 schema of `docker stack deploy`: no top-level `name`, short `depends_on`, file-based
