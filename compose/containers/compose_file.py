@@ -21,7 +21,8 @@ version-3 schema of `docker stack deploy`: no top-level `name`, short `depends_o
 configs, restart policy both as `restart` (Compose) and `deploy.restart_policy` (Swarm). Every
 service has `deploy.endpoint_mode: dnsrr`: on a Swarm a service name then resolves to its task's
 own address, not to a virtual IP, which needs the kernel's IPVS (absent on many hosts: connections
-to a VIP fail with "No route to host"); khop publishes no ports, so the routing mesh is not missed.
+to a VIP time out or fail with "No route to host"); khop publishes no ports, so the routing mesh is
+not missed.
 With `--curve DIR` the keys travel as secrets (compose/containers/secrets.py).
 """
 from __future__ import annotations
@@ -91,17 +92,17 @@ def render(cfg: RunConfig, name: str, image: str = "khop", volume: str | None = 
     inside = dataclasses.replace(cfg, curve=Path(SECRETS)) if cfg.curve is not None else cfg
     args = process_args(inside, spec.n_agents, f"tcp://*:{ENV_PORT}", f"tcp://envserver:{ENV_PORT}",
                         RECORD / "topology.json", run_dir)
-    record = {**run_record(cfg, spec, graph, run_dir), "launcher": "compose", "image": image,
-              "volume": bind or volume, "compose_file": files["compose"].name}
     secrets = key_secrets(cfg.curve, graph, spec.n_agents, name, out.parent) if cfg.curve is not None else None
-
     doc = compose_document(args, name=name, image=image, volume=volume, nfs=nfs, files=files,
                            n_agents=spec.n_agents, bind=bind, node=node, secrets=secrets)
     too_long = [o["name"] for kind in ("configs", "secrets") for o in doc.get(kind, {}).values()
                 if len(o["name"]) > SWARM_NAME_MAX]
-    if too_long:
-        raise LaunchError(f"run name {name!r} is too long for a Swarm: its object name {too_long[0]!r} has "
-                          f"{len(too_long[0])} characters (at most {SWARM_NAME_MAX})")
+    if too_long:  # `docker compose` does not mind; a Swarm would refuse the stack with an obscure error
+        cfg.warnings.append(f"run name {name!r} is too long for a Swarm: its object name {too_long[0]!r} has "
+                            f"{len(too_long[0])} characters (at most {SWARM_NAME_MAX}); `docker stack deploy` "
+                            "needs a shorter --name")
+    record = {**run_record(cfg, spec, graph, run_dir), "launcher": "compose", "image": image,
+              "volume": bind or volume, "compose_file": files["compose"].name}
     out.parent.mkdir(parents=True, exist_ok=True)
     save_topology(graph, files["topology"])
     files["config"].write_text(json.dumps(record, indent=1) + "\n")
@@ -289,11 +290,11 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def cmd_compose(args: argparse.Namespace) -> int:
     cfg = from_namespace(RunConfig, args, progress=False)
     validate(cfg)  # settles a default κ before the name uses it
-    for line in cfg.warnings:
-        print(f"khop compose: warning: {line}", file=sys.stderr)
     name = args.name or f"{cfg.task}-{cfg.algo}-k{cfg.kappa}-s{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
     files = render(cfg, name, image=args.image, volume=args.volume, nfs=args.nfs, out=args.output, bind=args.bind,
                    node=args.node)
+    for line in cfg.warnings:  # validate()'s, and render()'s about the Swarm
+        print(f"khop compose: warning: {line}", file=sys.stderr)
     if cfg.curve is not None:
         unreadable = unreadable_in_containers(cfg.curve, sorted(f for f in os.listdir(cfg.curve)
                                                            if f.endswith(KEY_FILES)))
