@@ -10,6 +10,7 @@ from agentd.comm import CommConfig
 from envserver.options import add_arguments, flags, from_namespace, names
 
 from . import judge
+from .cluster import slurm
 from .containers import compose_file
 from .run import keys, tensorboard
 from .run.launcher import Launch
@@ -51,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("tasks", help="list tasks")
     sub.add_parser("algos", help="list learners")
     compose_file.register(sub)
+    slurm.register(sub)
     keys.register(sub)
     judge.register(sub)
     tensorboard.register(sub)
@@ -77,12 +79,12 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise LaunchError(f"--resume takes the run's options from {args.resume / 'config.json'}; drop {conflict}")
         launch = Launch(resume_config(args.resume, progress=args.progress, restart=args.restart,
                                       max_restarts=args.max_restarts, tensorboard=args.tensorboard), resume=True)
-        return _finish(launch)
+        return finish(launch)
     cfg = from_namespace(RunConfig, args)
-    return _finish(Launch(cfg))
+    return finish(Launch(cfg))
 
 
-def _finish(launch: Launch) -> int:
+def finish(launch: Launch) -> int:
     try:
         mirror = tensorboard.Mirror(launch.dir) if launch.cfg.tensorboard else contextlib.nullcontext()
     except ValueError as err:
@@ -158,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
 
     handlers = {"run": cmd_run, "report": cmd_report, "tasks": cmd_tasks, "algos": cmd_algos,
                 "compose": compose_file.cmd_compose, "sweep": sweep.cmd_sweep, "keys": keys.cmd_keys,
+                "slurm": slurm.cmd_slurm,
                 "tensorboard": tensorboard.cmd_tensorboard, **{name: judge.dispatch for name in judge.HANDLERS}}
     try:
         return handlers[args.command](args)

@@ -64,6 +64,29 @@ def docker_cli() -> str | None:
     return "/usr/bin/docker" if os.access("/usr/bin/docker", os.X_OK) else shutil.which("docker")
 
 
+def _cli_version(cli: str) -> tuple[int, ...]:
+    try:
+        out = _run([cli, "--version"], timeout=30).stdout  # "Docker version 28.2.2, build e6534b4"
+    except (OSError, subprocess.SubprocessError):
+        return ()
+    m = re.search(r"version (\d+)\.(\d+)", out)
+    return (int(m.group(1)), int(m.group(2))) if m else ()
+
+
+def stack_cli() -> tuple[str, bool] | None:
+    """The newest docker CLI here for `docker stack deploy`, and whether it reads a Compose file
+    without `version:` (Docker 23+, docker/cli#3257: read as the newest v3 schema). Debian 12's 20.10
+    CLI refuses one ("unsupported Compose file version: 1.0"); for it a `version: "3.8"` line is
+    prepended, as docs/containers.md tells users of that CLI to do."""
+    found = {c for c in (docker_cli(), shutil.which("docker"), "/usr/local/bin/docker", "/usr/bin/docker")
+             if c and os.access(c, os.X_OK)}
+    ranked = sorted((v, c) for c in found if (v := _cli_version(c)))
+    if not ranked:
+        return None
+    version, cli = ranked[-1]
+    return cli, version >= (23, 0)
+
+
 # --- the compose binary ------------------------------------------------------------------------------
 def compose_binary() -> Path | None:
     """A docker-compose v2 binary (run standalone, it needs no docker CLI), or None."""
@@ -317,6 +340,34 @@ class Engine:
         self.docker("build", "-q", "-f", str(root / "compose" / "containers" / "Dockerfile"), "--build-arg", f"BASE={base}",
                     "--build-arg", "INSTALL_DEPS=0", "-t", tag, str(root), timeout=900)
         return tag
+
+
+# --- what the container tests read and wait for ----------------------------------------------------------
+def read_jsonl(path: Path) -> list[dict]:
+    """The whole rows of a JSONL file a container is still writing (a torn last line is skipped)."""
+    rows = []
+    try:
+        text = path.read_text()
+    except OSError:
+        return rows
+    for line in text.splitlines():
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            pass  # a torn last line
+    return rows
+
+
+def wait_for(what: str, predicate, timeout: float, every: float = 1.0):
+    """Poll `predicate` until it returns something true, and return that; AssertionError naming `what`."""
+    end = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(every)
 
 
 def _is_our_dockerd(pid: int, engine_dir: Path) -> bool:

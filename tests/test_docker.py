@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 import docker_env  # tests/docker_env.py: the test engine's setup, not part of the installed package
+from docker_env import read_jsonl, wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 docker = pytest.importorskip("docker", reason="the docker SDK is in the test extra (pip install -e '.[test]')")
@@ -34,60 +35,12 @@ def log(msg: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def engine():
+def engine(request):
     compose = docker_env.compose_binary()
     if compose is None:
         pytest.skip("no docker-compose v2 binary (python tests/docker_env.py prepare installs one)")
-    eng = docker_env.Engine("khoptest")
-    timings = {}
-    try:
-        t0 = time.monotonic()
-        try:
-            eng.start()
-        except docker_env.EngineUnavailable as err:
-            pytest.skip(f"no Docker engine can be started here: {err}")
-        timings["engine start"] = time.monotonic() - t0
-        t0 = time.monotonic()
-        try:
-            base = eng.base_image()
-        except docker_env.EngineUnavailable as err:
-            pytest.skip(f"no base image can be made here: {err}")
-        timings["base image"] = time.monotonic() - t0
-        t0 = time.monotonic()
-        image = eng.build_image("khop:test")
-        timings["image build"] = time.monotonic() - t0
-        log(f"engine ready ({base}, {image}): " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()))
-        yield eng, compose, image
-    finally:
-        t0 = time.monotonic()
-        eng.stop()
-        log(f"engine stopped and namespace removed in {time.monotonic() - t0:.0f} s")
-        assert not Path("/run/netns/khoptest").exists()
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    rows = []
-    try:
-        text = path.read_text()
-    except OSError:
-        return rows
-    for line in text.splitlines():
-        try:
-            rows.append(json.loads(line))
-        except ValueError:
-            pass  # a torn last line
-    return rows
-
-
-def wait_for(what: str, predicate, timeout: float, every: float = 1.0):
-    end = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(every)
+    eng, image = request.getfixturevalue("docker_engine")  # tests/conftest.py: one engine and image per session
+    return eng, compose, image
 
 
 @pytest.mark.timeout(1500)

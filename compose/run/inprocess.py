@@ -1,13 +1,10 @@
-"""`khop run --inprocess`: the same task and the same learner code for every agent, in one process,
-with no sockets.
-
-It is the yardstick for what decentralization costs (same work, no sockets) and a debugging aid:
-the agents' relay nodes (agentd/relay.py) exchange the very same STATE frames through an
-in-memory network — same plan, same budget and token buckets, same float16 quantisation, same
-seeded loss, same wire-byte counters — and each agent is driven by the same :class:`AgentCore` as
-the distributed `agentd`, so for the same seed both modes produce the same episodes (sync relay,
-reliable links) and the in-process metrics report the traffic the distributed run would send.
-Emulated delay, jitter and bandwidth need a clock and are refused here.
+"""`khop run --inprocess`: every agent in one process, with no sockets — the yardstick for what
+decentralization costs and a debugging aid. Each agent is built by the same assembly as `agentd`
+(agentd/assembly.py) and the envserver's lockstep is the same (envserver/lockstep.py); only the
+transport differs: the relay nodes exchange the very same STATE frames through an in-memory
+network (agentd/memory_network.py: same plan, budget, float16 quantisation, seeded loss and byte
+counters), so for the same seed both modes produce the same episodes (sync relay, reliable
+links). Emulated delay, jitter and bandwidth need a clock and are refused here.
 """
 from __future__ import annotations
 

@@ -70,6 +70,8 @@ class Launch:
     Either way :meth:`run` holds an exclusive lock (flock) on the run directory while it runs, so a
     run directory never has two launchers."""
 
+    child_files = ChildFiles  # what the supervisor reads of a child's files (start-up marker, last words)
+
     def __init__(self, cfg: RunConfig, resume: bool = False) -> None:
         self.cfg = cfg
         self.resume = resume
@@ -99,12 +101,9 @@ class Launch:
 
     def prepare(self) -> Path:
         self.dir.mkdir(parents=True, exist_ok=True)
-        ports = free_ports(self.spec.n_agents + 1)
-        self.env_endpoint = f"tcp://127.0.0.1:{ports[0]}"
-        for node in self.graph.nodes:
-            self.graph.nodes[node]["address"] = f"tcp://127.0.0.1:{ports[1 + node]}"
+        self.place()
         self.topology_file = self.dir / "topology.json"
-        save_topology(self.graph, self.topology_file)  # fresh ports: the old ones may be taken by now
+        save_topology(self.graph, self.topology_file)  # fresh addresses: the old ports may be taken by now
         if self.resume:
             from envserver.clock import read_clock
             from envserver.jsonl import JsonlWriter
@@ -122,19 +121,34 @@ class Launch:
         write_whole(self.dir / "config.json", json.dumps(config, indent=1))  # no half a run on a full disk
         return self.dir
 
+    def place(self) -> None:
+        """Where each process listens: ``env_bind`` (what the envserver binds), ``env_endpoint`` (what
+        agents connect to) and each node's "address"; here free ports on 127.0.0.1, and no "bind" (a
+        resumed SLURM run's binds name ports of another allocation). compose/cluster/slurm_job.py
+        places on the allocation's hosts instead."""
+        ports = free_ports(self.spec.n_agents + 1)
+        self.env_bind = self.env_endpoint = f"tcp://127.0.0.1:{ports[0]}"
+        for node in self.graph.nodes:
+            self.graph.nodes[node]["address"] = f"tcp://127.0.0.1:{ports[1 + node]}"
+            self.graph.nodes[node].pop("bind", None)
+
     def _commands(self) -> dict[str, list[str]]:
-        args = process_args(self.cfg, self.spec.n_agents, self.env_endpoint, self.env_endpoint, self.topology_file,
+        args = process_args(self.cfg, self.spec.n_agents, self.env_bind, self.env_endpoint, self.topology_file,
                             self.dir)
         return {name: [sys.executable, "-m", "envserver.main" if name == "envserver" else "agentd.main", *a]
                 for name, a in args.items()}
+
+    def spawn(self, name: str, cmd: list[str]) -> subprocess.Popen:
+        """Start one child process, its output in ``name``/log.txt (the SLURM launcher wraps it in srun)."""
+        return spawn(cmd, self.dir / name / "log.txt")
 
     def start(self) -> None:
         commands = self._commands()
 
         def start_one(name: str) -> subprocess.Popen:
-            return spawn(commands[name], self.dir / name / "log.txt")
+            return self.spawn(name, commands[name])
         self.supervisor = Supervisor(self.procs, start_one, RestartPolicy(self.cfg.restart, self.cfg.max_restarts),
-                                     self.dir / "events.jsonl", files=ChildFiles(self.dir))
+                                     self.dir / "events.jsonl", files=self.child_files(self.dir))
         for name in commands:
             self.supervisor.start(name)
 
