@@ -45,6 +45,9 @@ class RunConfig(CommConfig):
     checkpoint_every: int = option(10, "updates between checkpoints", check=at_least(1))
     progress: bool = option(True, "no progress bar", flag="--no-progress", negate=True)
     inprocess: bool = option(False, "run every agent in this one process with no sockets (reference mode)")
+    zygote: bool = option(True, "start every agent as a fresh Python process instead of forking it from one warm "
+                                "parent that imported torch and the learner code once (compose/run/forkserver.py)",
+                          flag="--no-zygote", negate=True)
     restart: bool = option(False, "restart any agent or envserver process that dies (exponential backoff); agents "
                                   "resume from their newest checkpoint, the envserver from its step counter")
     max_restarts: int = option(5, "restarts per process with --restart (default 5)", metavar="N",
