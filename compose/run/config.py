@@ -231,7 +231,7 @@ def process_args(cfg: RunConfig, n_agents: int, env_bind: str, env_connect: str,
 
 
 def resume_config(run_dir: Path, progress: bool = True, restart: bool = False, max_restarts: int = 5,
-                  tensorboard: bool = False) -> RunConfig:
+                  tensorboard: bool = False, zygote: bool = True) -> RunConfig:
     """The RunConfig of the unfinished distributed run in ``run_dir`` (its config.json), for
     `khop run --resume`; only the supervision and display options are the caller's. The topology
     is the run's own topology.json (the graph it trained on, whatever file or generator made it)."""
@@ -254,4 +254,5 @@ def resume_config(run_dir: Path, progress: bool = True, restart: bool = False, m
     cfg = recorded_config(recorded)
     cfg.run_dir, cfg.topology = Path(run_dir), str(Path(run_dir) / "topology.json")
     cfg.progress, cfg.restart, cfg.max_restarts, cfg.tensorboard = progress, restart, max_restarts, tensorboard
+    cfg.zygote = zygote
     return cfg
