@@ -32,14 +32,14 @@ from typing import Any, Callable, Iterator
 from compose.run.config import RunConfig, code_version
 from compose.run.launcher import Launch
 
-from .measure import load_average, proc_private_mb
+from .measure import load_average, proc_cpu_s, proc_private_mb
 from .scaling import mem_available_mb, task_for
 
 ENVS, ROLLOUT = 16, 32
 # what to keep free per agent before starting a run: spawned, bench/scaling.py's 300 MB (RSS 266 MB
-# at the update peak, README Performance); forked, 2× the 40 MB USS goal of issue 16 plus the PSS
-# share of the zygote's ~280 MB (what a run of 8 measured: PSS 43 MB per agent at USS 17 MB)
-MB_PER_AGENT = {"spawn": 300, "zygote": 120}
+# at the update peak, README Performance); forked, 3× the PSS per agent of the first forked ring
+# of 64 (19 MB, bench/NOTES.md §9), which also covers the zygote's own ~280 MB
+MB_PER_AGENT = {"spawn": 300, "zygote": 60}
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -50,6 +50,7 @@ class Watch:
     launch: Launch
     started: float
     ready_at: float | None = None
+    startup_cpu_s: float | None = None  # CPU of the agents, the envserver and the zygote until ready_at
     updated_at: float | None = None
     memory: dict[str, tuple[float, float]] = dataclasses.field(default_factory=dict)  # name -> (PSS, USS) MiB
     zygote: tuple[float, float] | None = None
@@ -73,6 +74,10 @@ class Watch:
         while not self.done.is_set() and not self.launch.interrupted:
             if self.ready_at is None and self._all("learner_config.json"):
                 self.ready_at = time.time()
+                pids = [p.pid for p in list(self.launch.procs.values())]
+                if self.launch.zygote is not None:
+                    pids.append(self.launch.zygote.proc.pid)
+                self.startup_cpu_s = sum(proc_cpu_s(pid) or 0.0 for pid in pids)
             if self.ready_at is not None and self._all("metrics.jsonl"):
                 self.updated_at = time.time()
                 for name in self.agents:
@@ -112,6 +117,7 @@ def measure(n: int, mode: str, root: Path) -> dict[str, Any]:
     mean = lambda v: sum(v) / len(v) if v else None  # noqa: E731
     return {"n_agents": n, "mode": mode, "task": task, "envs": ENVS, "rollout_len": ROLLOUT,
             "startup_s": watch.ready_at - watch.started if watch.ready_at else None,
+            "startup_cpu_s": watch.startup_cpu_s,
             "first_update_s": watch.updated_at - watch.started if watch.updated_at else None,
             "measured_agents": len(watch.memory),
             "uss_mb_mean": mean(uss), "uss_mb_max": max(uss, default=None),
@@ -136,25 +142,26 @@ def run_memory(sizes: list[int], modes: list[str], root: Path,
                 yield {"n_agents": n, "mode": mode, "skipped": skipped}
                 continue
             row = measure(n, mode, root)
-            log(f"  N={n} {mode}: start-up {row['startup_s'] or 0:.1f} s, USS {row['uss_mb_mean'] or 0:.1f} MB "
-                f"(max {row['uss_mb_max'] or 0:.1f}), PSS {row['pss_mb_mean'] or 0:.1f} MB, total "
-                f"{row['total_pss_gb'] or 0:.2f} GB (load {row['load_1m']:.1f}→{row['load_1m_end']:.1f})")
+            log(f"  N={n} {mode}: start-up {row['startup_s'] or 0:.1f} s ({row['startup_cpu_s'] or 0:.1f} CPU-s), "
+                f"USS {row['uss_mb_mean'] or 0:.1f} MB (max {row['uss_mb_max'] or 0:.1f}), "
+                f"PSS {row['pss_mb_mean'] or 0:.1f} MB, total {row['total_pss_gb'] or 0:.2f} GB "
+                f"(load {row['load_1m']:.1f}→{row['load_1m_end']:.1f})")
             yield row
 
 
 def table(rows: list[dict[str, Any]]) -> str:
     def f(v: Any, fmt: str) -> str:
         return "–" if v is None else format(v, fmt)
-    out = ["| N | agents | start-up | USS per agent, mean (max) | PSS per agent | zygote PSS | all agents + zygote "
-           "PSS | load 1 min (start → end) |", "|---|---|---|---|---|---|---|---|"]
+    out = ["| N | agents | start-up (CPU-s) | USS per agent, mean (max) | PSS per agent | zygote PSS "
+           "| all agents + zygote PSS | load 1 min (start → end) |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if "skipped" in r:
             out.append(f"| {r['n_agents']} | {r['mode']} | skipped: {r['skipped']} | | | | | |")
             continue
-        out.append(f"| {r['n_agents']} | {'forked' if r['forked'] else 'spawned'} | {f(r['startup_s'], '.1f')} s | "
-                   f"{f(r['uss_mb_mean'], '.1f')} ({f(r['uss_mb_max'], '.1f')}) MB | {f(r['pss_mb_mean'], '.1f')} MB | "
-                   f"{f(r['zygote_pss_mb'], '.0f')} MB | {f(r['total_pss_gb'], '.2f')} GB | "
-                   f"{r['load_1m']:.1f} → {r['load_1m_end']:.1f} |")
+        out.append(f"| {r['n_agents']} | {'forked' if r['forked'] else 'spawned'} | {f(r['startup_s'], '.1f')} s "
+                   f"({f(r['startup_cpu_s'], '.0f')}) | {f(r['uss_mb_mean'], '.1f')} ({f(r['uss_mb_max'], '.1f')}) "
+                   f"MB | {f(r['pss_mb_mean'], '.1f')} MB | {f(r['zygote_pss_mb'], '.0f')} MB | "
+                   f"{f(r['total_pss_gb'], '.2f')} GB | {r['load_1m']:.1f} → {r['load_1m_end']:.1f} |")
     return "\n".join(out)
 
 
