@@ -33,6 +33,11 @@ from .supervisor import RestartPolicy, Supervisor
 from .zygote import Zygote, ZygoteError, set_subreaper, start_zygote
 
 PR_SET_PDEATHSIG = 1
+# how long an envserver whose agents all finished (exit 0: they got its BYE) may take to end by
+# itself before it is told to: its own ending is 0.2 s for the BYE frames to leave, at most 0.5 s
+# of socket linger (envserver/server.py _close) and the interpreter's exit — forked agents, which
+# skip that exit's clean-up, are gone well before it
+ENDING_GRACE_S = 10.0
 
 
 def free_ports(n: int) -> list[int]:
@@ -89,6 +94,7 @@ class Launch:
         self.zygote: Zygote | None = None
         self.interrupted = False
         self._told_to_stop = False
+        self._agents_gone_at: float | None = None
         self._lock: int | None = None
 
     def _take_lock(self) -> None:
@@ -175,7 +181,8 @@ class Launch:
 
     def _served(self) -> bool:
         """The envserver is done for good: finished (exit 0) or dead and not coming back. With every
-        agent down for good it is told to stop, since nobody is left to serve."""
+        agent down for good it is told to stop, since nobody is left to serve — after
+        ENDING_GRACE_S if they all finished, since it then is ending by itself."""
         sup = self.supervisor
         sup.check()
         if sup.failure is not None:  # a start-up failure or a resource run out: the whole run stops now
@@ -183,6 +190,11 @@ class Launch:
         env = self.procs["envserver"]
         agents = [n for n in self.procs if n != "envserver"]
         if env.poll() is None and all(self.procs[n].poll() is not None and not sup.pending(n) for n in agents):
+            now = time.monotonic()
+            self._agents_gone_at = self._agents_gone_at or now
+            finished = all(self.procs[n].returncode == 0 for n in agents)
+            if finished and now - self._agents_gone_at < ENDING_GRACE_S:
+                return False  # they were told BYE: the envserver is ending by itself
             if not self._told_to_stop:
                 print("khop run: every agent is down for good; stopping the envserver", file=sys.stderr)
                 env.send_signal(signal.SIGTERM)
