@@ -126,6 +126,7 @@ def measure(n: int, mode: str, root: Path) -> dict[str, Any]:
             "zygote_uss_mb": watch.zygote[1] if watch.zygote else None,
             "total_pss_gb": (sum(pss) + (watch.zygote[0] if watch.zygote else 0)) / 1024 if pss else None,
             "forked": any(e["event"] == "zygote_ready" for e in events),
+            "preload_s": next((e["preload_s"] for e in events if e["event"] == "zygote_ready"), None),
             "fallback": next((e["reason"] for e in events if e["event"] == "zygote_unavailable"), None),
             "mem_available_mb_before": available, "load_1m": load, "load_1m_end": load_average()}
 
