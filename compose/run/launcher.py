@@ -30,7 +30,7 @@ from .outcome import hold_reserve, launcher_ran_out, record_status, release_rese
 from .progress import ProgressBar, TailState, tail_episodes
 from .config import LaunchError, RunConfig, comm_plan, process_args, run_record, validate
 from .supervisor import RestartPolicy, Supervisor
-from .zygote import Zygote, ZygoteError, set_subreaper, start_zygote
+from .zygote import ForkedProcess, Zygote, ZygoteError, set_subreaper, start_zygote
 
 PR_SET_PDEATHSIG = 1
 # how long an envserver whose agents all finished (exit 0: they got its BYE) may take to end by
@@ -141,7 +141,7 @@ class Launch:
     def start(self) -> None:
         commands = self._commands()
 
-        def start_one(name: str) -> subprocess.Popen:
+        def start_one(name: str) -> subprocess.Popen | ForkedProcess:
             log = self.dir / name / "log.txt"
             if name != "envserver" and self.zygote is not None:
                 try:
@@ -158,7 +158,7 @@ class Launch:
         for name in commands:
             self.supervisor.start(name)
 
-    def _forked(self, name: str, cmd: list[str], log: Path) -> subprocess.Popen:
+    def _forked(self, name: str, cmd: list[str], log: Path) -> ForkedProcess:
         """``name`` forked from the zygote; the first call records the zygote's readiness."""
         first = self.zygote.ready is None
         proc = self.zygote.fork(name, cmd, log)
