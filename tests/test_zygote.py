@@ -16,7 +16,7 @@ from test_e2e import children_by_role, khop_run, tcp_peers, wait_started
 from test_inprocess import episodes
 
 from compose.run.launcher import spawn
-from compose.run.zygote import set_subreaper, start_zygote
+from compose.run.zygote import ZygoteError, set_subreaper, start_zygote
 from topologies import load_topology, neighbours
 
 PROBE = '''"""What a forked child knows about itself, as one JSON line on stdout."""
@@ -63,6 +63,24 @@ def test_forked_children_are_their_own_processes_with_their_own_random_streams(t
         assert s["cmdline"][:5] == cmd[:3] + ["--id", "7"]  # ps shows the command it runs
     for stream in ("random", "numpy", "torch"):  # reseeded: no two children draw the same numbers
         assert len({s[stream] for s in seen}) == 3, stream
+
+
+def test_a_dead_zygote_is_a_one_line_error_and_its_children_live_on(tmp_path):
+    """What the launcher falls back to spawning on: the zygote killed (the OOM killer's pick, say)."""
+    zygote, why = start_zygote(tmp_path, [[sys.executable, "-m", "http.server"]], spawn)
+    assert zygote is not None, why
+    try:
+        kid = zygote.fork("server", [sys.executable, "-m", "http.server", "0"], tmp_path / "server" / "log.txt")
+        zygote.proc.kill()
+        zygote.proc.wait()
+        with pytest.raises(ZygoteError, match="the zygote('s socket failed| closed its socket| exited with -9)"):
+            zygote.fork("again", [sys.executable, "-m", "http.server", "0"], tmp_path / "again" / "log.txt")
+        assert kid.poll() is None  # re-parented to us, not the zygote's: it outlives it
+        kid.terminate()
+        assert kid.wait(timeout=60) == -signal.SIGTERM
+    finally:
+        zygote.close()
+        set_subreaper(False)
 
 
 @pytest.mark.slow
