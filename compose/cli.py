@@ -41,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--resume", type=Path, default=None, metavar="DIR",
                    help="continue the unfinished (killed, interrupted) run in DIR with the options in its "
                         "config.json: agents load their newest checkpoints, the envserver continues its step "
-                        "counter; only --no-progress, --restart and --max-restarts may be given with it")
+                        "counter; only --no-progress, --restart, --max-restarts, --tensorboard and --zygote may be "
+                        "given with it")
 
     from . import sweep
 
@@ -60,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 #: the only `khop run` options that may accompany --resume: everything else is the run's config.json
-RESUME_OPTIONS = ("command", "resume", "progress", "restart", "max_restarts", "tensorboard")
+RESUME_OPTIONS = ("command", "resume", "progress", "restart", "max_restarts", "tensorboard", "zygote")
 
 
 def resume_conflict(args: argparse.Namespace) -> str | None:
@@ -78,7 +79,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         if conflict:
             raise LaunchError(f"--resume takes the run's options from {args.resume / 'config.json'}; drop {conflict}")
         launch = Launch(resume_config(args.resume, progress=args.progress, restart=args.restart,
-                                      max_restarts=args.max_restarts, tensorboard=args.tensorboard), resume=True)
+                                      max_restarts=args.max_restarts, tensorboard=args.tensorboard,
+                                      zygote=args.zygote), resume=True)
         return finish(launch)
     cfg = from_namespace(RunConfig, args)
     return finish(Launch(cfg))

@@ -43,7 +43,7 @@ def test_rate_and_cpu_use_the_window_ends():
     assert rate(samples[:1]) is None and cpu_us_per_step(samples[:1]) is None
 
 
-@pytest.mark.parametrize("n", [16, 32, 64])
+@pytest.mark.parametrize("n", [16, 32, 64, 128, 256])
 def test_ring_scaling_tasks_step_every_agent(n):
     spec = task_spec(f"networked-mdp-ring{n}")
     assert spec.n_agents == n

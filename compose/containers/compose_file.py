@@ -51,9 +51,9 @@ RECORD = PurePosixPath("/khop")  # where the configs (topology, run record) are 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 SWARM_NAME_MAX = 64  # Swarm refuses config and secret names longer than this (swarmkit's name check)
 # `khop run` options that mean nothing for a compose file; every other one is taken over as it is
-# restart flags: Docker restarts containers
+# restart flags: Docker restarts containers; zygote: one container per agent, nothing to fork from
 NOT_FOR_COMPOSE = ("help", "run_dir", "progress", "inprocess", "restart", "max_restarts", "resume",
-                   "tensorboard")  # containers: `khop tensorboard RUN_DIR --follow` beside the volume
+                   "tensorboard", "zygote")  # containers: `khop tensorboard RUN_DIR --follow` beside the volume
 
 
 def render(cfg: RunConfig, name: str, image: str = "khop", volume: str | None = None, nfs: str | None = None,

@@ -3,7 +3,9 @@ and stopped.
 
 Each child is a real OS process talking TCP on 127.0.0.1. Children get PR_SET_PDEATHSIG so that
 even a SIGKILLed launcher leaves no orphans, and Ctrl-C / SIGTERM stop them in order (SIGTERM,
-grace period, SIGKILL) so agents can write their final checkpoint.
+grace period, SIGKILL) so agents can write their final checkpoint. Agents are forked from a warm
+parent (compose/run/zygote.py) with ``--zygote``, unless or forking is impossible here; the
+envserver is always spawned.
 """
 from __future__ import annotations
 
@@ -28,8 +30,14 @@ from .outcome import hold_reserve, launcher_ran_out, record_status, release_rese
 from .progress import ProgressBar, TailState, tail_episodes
 from .config import LaunchError, RunConfig, comm_plan, process_args, run_record, validate
 from .supervisor import RestartPolicy, Supervisor
+from .zygote import ForkedProcess, Zygote, ZygoteError, set_subreaper, start_zygote
 
 PR_SET_PDEATHSIG = 1
+# how long an envserver whose agents all finished (exit 0: they got its BYE) may take to end by
+# itself before it is told to: its own ending is 0.2 s for the BYE frames to leave, at most 0.5 s
+# of socket linger (envserver/server.py _close) and the interpreter's exit — forked agents, which
+# skip that exit's clean-up, are gone well before it
+ENDING_GRACE_S = 10.0
 
 
 def free_ports(n: int) -> list[int]:
@@ -52,12 +60,12 @@ def die_with_parent() -> None:
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def spawn(cmd: list[str], log_path: Path) -> subprocess.Popen:
+def spawn(cmd: list[str], log_path: Path, pass_fds: tuple[int, ...] = ()) -> subprocess.Popen:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
         return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                preexec_fn=die_with_parent, env=env)
+                                preexec_fn=die_with_parent, env=env, pass_fds=pass_fds)
 
 
 class Launch:
@@ -85,8 +93,10 @@ class Launch:
             raise LaunchError(f"run directory {self.dir} already holds a run; choose another --run-dir "
                               "(or continue it with --resume)")
         self.procs: dict[str, subprocess.Popen] = {}
+        self.zygote: Zygote | None = None
         self.interrupted = False
         self._told_to_stop = False
+        self._agents_gone_at: float | None = None
         self._lock: int | None = None
 
     def _take_lock(self) -> None:
@@ -145,16 +155,47 @@ class Launch:
     def start(self) -> None:
         commands = self._commands()
 
-        def start_one(name: str) -> subprocess.Popen:
+        def start_one(name: str) -> subprocess.Popen | ForkedProcess:
+            if name != "envserver" and self.zygote is not None:
+                try:
+                    return self._forked(name, commands[name], self.dir / name / "log.txt")
+                except ZygoteError as err:
+                    self._without_zygote(str(err))
             return self.spawn(name, commands[name])
         self.supervisor = Supervisor(self.procs, start_one, RestartPolicy(self.cfg.restart, self.cfg.max_restarts),
                                      self.dir / "events.jsonl", files=self.child_files(self.dir))
+        if self.cfg.zygote:  # it preloads while the envserver starts
+            self.zygote, why = start_zygote(self.dir, [c for n, c in commands.items() if n != "envserver"], spawn)
+            if self.zygote is None:
+                self._without_zygote(why)
         for name in commands:
             self.supervisor.start(name)
 
+    def _forked(self, name: str, cmd: list[str], log: Path) -> ForkedProcess:
+        """``name`` forked from the zygote; the first call records the zygote's readiness."""
+        first = self.zygote.ready is None
+        proc = self.zygote.fork(name, cmd, log)
+        if first:
+            self.supervisor.event("zygote_ready", "zygote", pid=self.zygote.ready["pid"],
+                                  preload_s=round(self.zygote.ready["preload_s"], 3))
+        return proc
+
+    def _without_zygote(self, why: str) -> None:
+        """From now on agents are spawned; say why once, on the console and in events.jsonl."""
+        print(f"khop run: warning: agents start as separate Python processes: {why}", file=sys.stderr)
+        self.supervisor.event("zygote_unavailable", "zygote", reason=why)
+        self._close_zygote()
+
+    def _close_zygote(self) -> None:
+        if self.zygote is not None:
+            self.zygote.close()
+            self.zygote = None
+            set_subreaper(False)  # agents forked so far stay this process's children
+
     def _served(self) -> bool:
         """The envserver is done for good: finished (exit 0) or dead and not coming back. With every
-        agent down for good it is told to stop, since nobody is left to serve."""
+        agent down for good it is told to stop, since nobody is left to serve — after
+        ENDING_GRACE_S if they all finished, since it then is ending by itself."""
         sup = self.supervisor
         sup.check()
         if sup.failure is not None:  # a start-up failure or a resource run out: the whole run stops now
@@ -162,6 +203,11 @@ class Launch:
         env = self.procs["envserver"]
         agents = [n for n in self.procs if n != "envserver"]
         if env.poll() is None and all(self.procs[n].poll() is not None and not sup.pending(n) for n in agents):
+            now = time.monotonic()
+            self._agents_gone_at = self._agents_gone_at or now
+            finished = all(self.procs[n].returncode == 0 for n in agents)
+            if finished and now - self._agents_gone_at < ENDING_GRACE_S:
+                return False  # they were told BYE: the envserver is ending by itself
             if not self._told_to_stop:
                 print("khop run: every agent is down for good; stopping the envserver", file=sys.stderr)
                 env.send_signal(signal.SIGTERM)
@@ -182,6 +228,7 @@ class Launch:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+        self._close_zygote()
 
     def watch(self) -> None:
         bar = ProgressBar(self.cfg.steps) if self.cfg.progress else None

@@ -66,7 +66,8 @@ class Supervisor:
         self.gone: set[str] = set()  # died and will not be restarted
         self.failure: RunFailure | None = None  # set once: an exit that ends the run
 
-    def _event(self, event: str, name: str, **detail: object) -> None:
+    def event(self, event: str, name: str, **detail: object) -> None:
+        """One row of the run's events.jsonl (also the launcher's, for what it does beside supervising)."""
         self.events.write({"time": time.time(), "event": event, "process": name, **detail})
 
     def start(self, name: str) -> subprocess.Popen:
@@ -83,7 +84,7 @@ class Supervisor:
             if name in self.due:
                 if restarting and now >= self.due[name]:
                     del self.due[name]
-                    self._event("process_restarted", name, pid=self.start(name).pid, restart=self.restarts[name])
+                    self.event("process_restarted", name, pid=self.start(name).pid, restart=self.restarts[name])
                 continue
             code = proc.poll()
             if code is None or code == 0 or name in self.gone:
@@ -97,13 +98,13 @@ class Supervisor:
                 delay = self.policy.delay(n)
                 self.restarts[name] = n + 1
                 self.due[name] = now + delay
-                self._event("process_exit", name, **died, restart_in_s=delay, restart=n + 1)
+                self.event("process_exit", name, **died, restart_in_s=delay, restart=n + 1)
                 self.echo(f"{name} exited with {code}{how}; restarting in {delay:g} s "
                           f"(restart {n + 1} of {self.policy.max_restarts})")
             else:
                 self.gone.add(name)
                 why = "restart limit reached" if self.policy.enabled and restarting else "not restarted"
-                self._event("process_exit", name, **died, detail=why)
+                self.event("process_exit", name, **died, detail=why)
                 if self.policy.enabled:
                     self.echo(f"{name} exited with {code}{how}; {why}")
 
@@ -121,7 +122,7 @@ class Supervisor:
         words = self.files.last_words(name) if self.files is not None else ""
         n = self.restarts.get(name, 0)
         if not exhausted and n:
-            self._event("process_exit", name, **_exit_detail(code), error=words,
+            self.event("process_exit", name, **_exit_detail(code), error=words,
                         detail=f"failed at start-up after restart {n}; not restarted again")
             self.echo(f"{name} failed at start-up again after restart {n} ({how}): {words}; not restarted again")
             return True
@@ -129,7 +130,7 @@ class Supervisor:
         if self.failure is None:  # before the event row, which a full disk may refuse
             self.failure = RunFailure(f"{name} {what} ({how}): {words}",
                                       EXIT_BAD_INPUT if code == EXIT_BAD_INPUT else EXIT_FAILED, name, exhausted)
-        self._event("process_exit", name, **_exit_detail(code), error=words, detail=f"{what}; the run stops")
+        self.event("process_exit", name, **_exit_detail(code), error=words, detail=f"{what}; the run stops")
         return True
 
     def pending(self, name: str) -> bool:

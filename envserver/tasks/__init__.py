@@ -19,8 +19,8 @@ _ENTRIES: dict[str, str] = {
     "matrix-game-3": "matrix_games:MatrixGame3",
     "matrix-game-4": "matrix_games:MatrixGame4",
     "networked-mdp": "networked_mdp:NetworkedMDPTask",  # scalable-general-utilities.md §2, spatial decay
-    # the same MDP with 16/32/64 agents on a ring: the benchmark suite's scaling task (bench/scaling.py)
-    **{f"networked-mdp-ring{n}": f"networked_mdp:NetworkedMDPRing{n}" for n in (16, 32, 64)},
+    # the same MDP with 16 … 256 agents on a ring: the benchmark's scaling tasks (bench/scaling.py, bench/memory.py)
+    **{f"networked-mdp-ring{n}": f"networked_mdp:NetworkedMDPRing{n}" for n in (16, 32, 64, 128, 256)},
     "networked-mdp-start0": "networked_mdp:NetworkedMDPStart0",  # every agent starts in local state 0
     # --- end tabular games ---
     # --- MuJoCo tasks ---

@@ -405,7 +405,9 @@ def ring_task(n: int) -> type[NetworkedMDPTask]:
     return type(f"NetworkedMDPRing{n}", (NetworkedMDPTask,), {"spec": spec, "__init__": __init__})
 
 
-NetworkedMDPRing16, NetworkedMDPRing32, NetworkedMDPRing64 = (ring_task(n) for n in (16, 32, 64))
+RING_SIZES = (16, 32, 64, 128, 256)  # 128 and 256: the memory benchmark's large swarms (bench/memory.py)
+NetworkedMDPRing16, NetworkedMDPRing32, NetworkedMDPRing64, NetworkedMDPRing128, NetworkedMDPRing256 = (
+    ring_task(n) for n in RING_SIZES)
 
 
 class NetworkedMDPStart0(NetworkedMDPTask):
