@@ -30,7 +30,7 @@ from ..run.config import LaunchError, RunConfig, validate
 
 # `khop run` options with no meaning in a batch job: no terminal to draw on, no single process,
 # and resuming is what submitting the job file again does
-NOT_FOR_SLURM = ("help", "progress", "inprocess", "resume")
+NOT_FOR_SLURM = ("help", "progress", "inprocess", "resume", "zygote")  # zygote: each process is its own srun step
 # SIGTERM to the job's launcher this long before the time limit: it stops the steps (15 s grace for the
 # agents' last checkpoint, compose/cluster/slurm_job.py) and writes the report, so resubmitting resumes
 STOP_BEFORE_LIMIT_S = 90
