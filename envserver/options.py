@@ -151,6 +151,15 @@ def check(obj: Any, skip: Iterable[str] = ()) -> None:
             raise OptionError(f"{flag_of(f, opt)} {why}, got {_text(value)}")
 
 
+def copy_options(source: argparse.ArgumentParser, target: argparse.ArgumentParser, skip: Iterable[str]) -> None:
+    """Give ``target`` every option of ``source`` (same flag, default, help) except the ``skip``
+    destinations: `khop compose` and `khop slurm` take `khop run`'s options this way."""
+    skip = set(skip)
+    for action in source._actions:
+        if action.dest not in skip:
+            target._add_action(action)
+
+
 def names(cls: type) -> Sequence[str]:
     """The declared option fields of ``cls``."""
     return [f.name for f, _ in declared(cls)]

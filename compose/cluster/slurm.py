@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from envserver.options import from_namespace, to_argv
+from envserver.options import copy_options, from_namespace, to_argv
 
 from ..run.config import LaunchError, RunConfig, validate
 
@@ -152,9 +152,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add `khop slurm`, with `khop run`'s options (same names, defaults, help) where they apply."""
     p = subparsers.add_parser("slurm", help="write a SLURM batch job: one job step per agent plus the envserver "
                                             "across the allocation (sbatch FILE)")
-    for action in subparsers.choices["run"]._actions:
-        if action.dest not in NOT_FOR_SLURM:
-            p._add_action(action)
+    copy_options(subparsers.choices["run"], p, NOT_FOR_SLURM)
     p.add_argument("-o", "--output", type=Path, default=None,
                    help="the job file to write (default slurm/<name>.sbatch)")
     p.add_argument("--name", default=None, help="run name: job name khop-<name>, run directory runs/<name> "

@@ -151,18 +151,14 @@ class SlurmLaunch(Launch):
                 *step_memory(name, self.where)]
         return spawn([*srun, *cmd], self.dir / name / "srun.txt")
 
-    def stop(self, grace_s: float = STOP_GRACE_S) -> None:
-        """SIGTERM every process through SLURM (not the batch step: that is us), then, after the
-        grace, end the steps still running by ending their srun."""
+    def terminate(self) -> None:
+        """SIGTERM every process through SLURM (not the batch step: that is us); after the grace,
+        Launch.stop ends the steps still running by ending their srun."""
         if any(p.poll() is None for p in self.procs.values()):
             subprocess.run(["scancel", "--signal=TERM", str(self.job_id)], capture_output=True, timeout=60)
-        end = time.monotonic() + grace_s
-        for p in self.procs.values():
-            try:
-                p.wait(timeout=max(0.1, end - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+
+    def stop(self, grace_s: float = STOP_GRACE_S) -> None:
+        super().stop(grace_s)
 
     def _check_hosts(self) -> None:
         """One step per host: the run directory is the one this host sees, and khop imports."""

@@ -39,7 +39,7 @@ from pathlib import Path, PurePosixPath
 
 from topologies import save_topology
 
-from envserver.options import from_namespace
+from envserver.options import copy_options, from_namespace
 
 from ..run.config import LaunchError, RunConfig, process_args, run_record, validate
 from .secrets import KEY_FILES, SECRETS, USER_ID, key_secrets, unreadable_in_containers
@@ -265,9 +265,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add `khop compose`, with `khop run`'s own options where they apply (same names, defaults, help)."""
     p = subparsers.add_parser("compose", help="write a Compose file: one container per agent plus the envserver "
                                               "(docker compose up, or docker stack deploy on a Swarm)")
-    for action in subparsers.choices["run"]._actions:
-        if action.dest not in NOT_FOR_COMPOSE:
-            p._add_action(action)
+    copy_options(subparsers.choices["run"], p, NOT_FOR_COMPOSE)
     p.add_argument("-o", "--output", type=Path, default=None,
                    help="the compose file to write (default compose/<name>.yaml); RUN.topology.json and "
                         "RUN.config.json are written beside it")

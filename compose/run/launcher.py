@@ -216,11 +216,15 @@ class Launch:
         code = env.poll()
         return code is not None and not sup.pending("envserver") and (code == 0 or sup.down_for_good("envserver"))
 
-    def stop(self, grace_s: float = 15.0) -> None:
-        """SIGTERM everyone still running, give them time to checkpoint, then SIGKILL."""
+    def terminate(self) -> None:
+        """Ask every process still running to stop (SIGTERM), so agents write their last checkpoint."""
         for p in self.procs.values():
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
+
+    def stop(self, grace_s: float = 15.0) -> None:
+        """terminate(), give everyone time to checkpoint, then SIGKILL."""
+        self.terminate()
         end = time.monotonic() + grace_s
         for p in self.procs.values():
             try:
