@@ -5,8 +5,7 @@ The base owns everything but the policy objective: running normalisers, actor, r
 minibatch loop, the sequential token, metrics, and save/restore of the whole state. A subclass
 supplies :meth:`Learner.policy_loss` (the surrogate to *minimise*) and optionally the hooks
 ``_make_coefs`` / ``before_update`` / ``after_update`` (dual variables, adaptive coefficients),
-``kl_per_state`` (KL direction), ``stop_epochs`` (early stop) or ``_optimise`` (a non-SGD
-policy step, MACPO).
+``kl_per_state`` (KL direction), ``stop_epochs`` (early stop) or ``_optimise`` (MACPO's step).
 
 Per-update loss, for a minibatch B of the N = T·E samples::
 
