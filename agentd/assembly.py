@@ -49,6 +49,12 @@ def relay_plan(graph: Any, kappa: int, comm: CommConfig, team: Team) -> RelayPla
                      comm.budget_max_period)
 
 
+def actor_spec(spec: AgentSpec, n_neighbours: int, actor_mask: bool) -> AgentSpec:
+    """What the actor reads: its own observation, plus its direct neighbours' presence bits with
+    --actor-mask (a κ-hop actor reads the critic's input instead: the learner's ``actor_input``)."""
+    return dataclasses.replace(spec, obs_dim=spec.obs_dim + n_neighbours) if actor_mask else spec
+
+
 def update_protocol(me: int, graph: Any, plan: RelayPlan, seed: int, mailbox: Mailbox, learner: Any,
                     slot_s: float = 30.0, is_silent: Callable[[int], bool] = lambda _peer: False) -> Any:
     """The exchange ``learner`` takes part in at each update — a token walk for a sequential
@@ -70,10 +76,7 @@ def build_core(me: int, cfg: Any, graph: Any, plan: RelayPlan, team: Team, node:
     """Agent ``me``'s learner and its per-step logic. ``cfg`` holds the communication options and
     ``algo``, ``kappa``, ``seed``, ``overrides`` and ``checkpoint_every`` (an AgentConfig or a
     RunConfig); ``describe``: what the transport adds to learner_config.json."""
-    spec = team.agents[me]
-    if cfg.actor_mask:  # own observation + the direct neighbours' presence bits
-        spec = dataclasses.replace(spec, obs_dim=spec.obs_dim + len(node.neighbours))
-    return AgentCore(me, cfg.algo, spec, node.critic_dim, len(team.agents), team.n_envs, team.task, cfg.seed,
+    return AgentCore(me, cfg.algo, actor_spec(team.agents[me], len(node.neighbours), cfg.actor_mask), node.critic_dim, len(team.agents), team.n_envs, team.task, cfg.seed,
                      learner_overrides(cfg.overrides, cfg.actor_input), agent_dir, cfg.checkpoint_every, incarnation,
                      comm_counters=comm_counters,
                      describe={"kappa": cfg.kappa, "neighbours": neighbours(graph, me),

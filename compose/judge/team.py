@@ -24,9 +24,12 @@ from agentd.learner.checkpoint import checkpoint_name, list_checkpoints
 from agentd.core import pin_threads
 from agentd.links import LinkSpec, link_specs
 from agentd.memory_network import MemoryNetwork
-from agentd.relay import RelayPlan, actor_input
+from agentd import assembly
+from agentd.relay import actor_input
 from envserver.tasks import StepResult, TaskSpec, VecTask, make_task, task_spec
 from topologies import TopologyError, resolve_topology
+
+from ..run.config import recorded_config
 
 
 class JudgeError(ValueError):
@@ -67,10 +70,9 @@ class Team:
 
     def network(self, n_envs: int, seed: int) -> MemoryNetwork:
         """A fresh in-memory relay for ``n_envs`` copies with the run's plan and emulated loss."""
-        cfg = self.cfg
-        plan = RelayPlan(self.graph, int(cfg["kappa"]), [a.obs_dim for a in self.spec.agents], n_envs,
-                         cfg.get("relay", "sync"), cfg.get("comm_budget"), int(cfg.get("budget_max_period", 4)))
-        loss_only = LinkSpec(loss=float(cfg.get("link_loss", 0.0)))
+        run = recorded_config(self.cfg)  # the run's options, with their declared defaults where not recorded
+        plan = assembly.relay_plan(self.graph, run.kappa, run, assembly.Team.from_spec(self.spec, n_envs))
+        loss_only = LinkSpec(loss=run.link_loss)
         emulation = {(src, dst): dataclasses.replace(s, delay_ms=0.0, jitter_ms=0.0, bandwidth_bps=0.0)
                      for dst in self.graph.nodes for src, s in link_specs(self.graph, dst, loss_only).items()}
         net = MemoryNetwork(plan, emulation, seed=seed)
@@ -129,9 +131,7 @@ def _checkpoint_path(run_dir: Path, agent: int, update: int | None) -> Path:
 def _learner(run_dir: Path, cfg: dict[str, Any], spec: TaskSpec, graph: Any, agent: int, path: Path) -> Learner:
     lc = read_json(run_dir / f"agent-{agent}" / "learner_config.json", f"agent {agent}")
     fields = {f.name for f in dataclasses.fields(LearnerConfig)}
-    a = spec.agents[agent]
-    if cfg.get("actor_mask"):  # the actor also read its direct neighbours' presence bits
-        a = dataclasses.replace(a, obs_dim=a.obs_dim + len(graph.adj[agent]))
+    a = assembly.actor_spec(spec.agents[agent], len(graph.adj[agent]), bool(cfg.get("actor_mask")))
     try:
         learner = make_learner(lc["algo"], a, int(lc["critic_dim"]), spec.n_agents, int(cfg.get("envs", 1)),
                                seed=agent, overrides={k: v for k, v in lc.items() if k in fields},
