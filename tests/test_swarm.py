@@ -33,7 +33,7 @@ docker = pytest.importorskip("docker", reason="the docker SDK is in the test ext
 TASK = "mamujoco-hopper-3x1"  # 3 agents on the line 0-1-2, real MuJoCo
 KILLED = 1  # the middle agent: both others are its neighbours and must take it back
 STEPS = 40_000  # ~80 updates of 512 env steps: about a minute and a half of training here
-CURVE_STEPS = 24_000
+CURVE_STEPS = 40_000  # long enough that agent-0 is still training while the probes run in it
 
 
 def log(msg: str) -> None:
@@ -222,6 +222,17 @@ ctx.term()
 """
 
 
+def probe(container, *args: str) -> str:
+    """Run PROBE inside a running container; a probe that did not finish (its container stopping under it)
+    fails with the container's state rather than reading as an empty answer."""
+    result = container.exec_run(["python", "-c", PROBE, *args])
+    out = result.output.decode().strip()
+    if result.exit_code != 0:
+        container.reload()
+        raise AssertionError(f"probe exited {result.exit_code} in a {container.status} container: {out!r}")
+    return out
+
+
 @pytest.mark.timeout(600)
 def test_swarm_curve_keys_are_secrets_and_strangers_are_refused(swarm, tmp_path):
     name = "swarmcurve"
@@ -238,6 +249,12 @@ def test_swarm_curve_keys_are_secrets_and_strangers_are_refused(swarm, tmp_path)
         public = {f.name: f.read_text() for f in keys.iterdir()}
         z85 = {n: line.split('"')[1] for n, text in public.items() for line in text.splitlines()
                if line.strip().startswith(("public-key", "secret-key"))}
+        # --- a stranger's key at the envserver, and agent-0's own key at agent-2's inbox (not a neighbour) --
+        prober = swarm.container(name, "agent-0")
+        server = zmq_public(public["envserver.key"])
+        assert probe(prober, server, "tcp://envserver:5555") == "silent"
+        inbox = zmq_public(public["agent-2.key"])
+        assert probe(prober, inbox, "tcp://agent-2:7000", "/run/secrets/agent-0.key_secret") == "silent"
         # --- what each container holds: only its own secret key, owned by the image's user, 0400 ----------
         for i in range(3):
             c = swarm.container(name, f"agent-{i}")
@@ -252,15 +269,6 @@ def test_swarm_curve_keys_are_secrets_and_strangers_are_refused(swarm, tmp_path)
                          "-o -name authorized_keys \\) -print 2>/dev/null"], user="root").output.split()
         assert found == [], found  # no key file anywhere in the image's file system
 
-        # --- a stranger's key at the envserver, and agent-0's own key at agent-2's inbox (not a neighbour) --
-        prober = swarm.container(name, "agent-0")
-        server = zmq_public(public["envserver.key"])
-        out = prober.exec_run(["python", "-c", PROBE, server, "tcp://envserver:5555"]).output.decode().strip()
-        assert out == "silent", out
-        inbox = zmq_public(public["agent-2.key"])
-        out = prober.exec_run(["python", "-c", PROBE, inbox, "tcp://agent-2:7000",
-                               "/run/secrets/agent-0.key_secret"]).output.decode().strip()
-        assert out == "silent", out
         wait_for("the envserver to count the refusal", lambda: json.loads(
             (run_dir / "envserver" / "status.json").read_text()).get("auth_denied", 0) >= 1, timeout=60)
         wait_for("agent-2 to count the refusal", lambda: any(
