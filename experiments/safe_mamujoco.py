@@ -106,9 +106,10 @@ def make_cells(task: str, algos: list[str], seeds: int, steps: int, envs: int) -
             for s in range(seeds) for a in algos]
 
 
-def run_stats(run_dir: Path, limit: float, frac: float = FINAL_FRAC) -> dict:
+def run_stats(run_dir: Path, limit: float | None, frac: float = FINAL_FRAC) -> dict:
     """Last ``frac`` of the budget: mean episode return and cost, the violation rate (episodes
-    with cost > limit) and the final dual variable (mean over agents of the newest row)."""
+    with cost > limit; NaN on a task without a cost limit) and the final dual variable (mean over
+    agents of the newest row)."""
     from compose.report import load_agent_metrics, read_config
 
     steps, ret = episode_curve(run_dir)
@@ -121,13 +122,14 @@ def run_stats(run_dir: Path, limit: float, frac: float = FINAL_FRAC) -> dict:
         if last:
             coef[key] = float(np.mean(last))
     n = int(sel.sum())
-    return {"episodes": n, "return": float(ret[sel].mean()) if n else float("nan"),
-            "cost": float(cost[sel].mean()) if n else float("nan"),
-            "violation": float((cost[sel] > limit).mean()) if n else float("nan"), "coef": coef,
+    nan = float("nan")
+    return {"episodes": n, "return": float(ret[sel].mean()) if n else nan,
+            "cost": float(cost[sel].mean()) if n else nan,
+            "violation": float((cost[sel] > limit).mean()) if n and limit is not None else nan, "coef": coef,
             "kappa": cfg["kappa"], "code_version": cfg.get("code_version", "")}
 
 
-def run_record(limit: float):
+def run_record(limit: float | None):
     """The maker of a finished run's committed record: its episode curves and last-10 % stats."""
     def make(run_dir: Path) -> dict:
         x, ret = episode_curve(run_dir)
@@ -137,18 +139,18 @@ def run_record(limit: float):
     return make
 
 
-def summarise(cells: list[Cell], limit: float, bins: int = 25) -> dict:
-    """Per algorithm, over its finished seeds (their cell records): binned return and cost curves
-    and the run stats."""
+def summarise(cells: list[Cell], limit: float | None, bins: int = 25, group: str = GROUP) -> dict:
+    """Per cell label (default: the algorithm), over its finished seeds (their cell records): binned
+    return and cost curves and the run stats."""
     steps = max(c.steps for c in cells)
     edges = np.linspace(0, steps, bins + 1)
     edges[-1] += 1  # the episodes that end with the budget (env_step == steps) belong to the last bin
     out: dict[str, dict] = {}
     for c in cells:
-        r = cell_record(c, GROUP, run_record(limit))
+        r = cell_record(c, group, run_record(limit))
         if r is None:
             continue
-        rec = out.setdefault(c.algo, {"ret": [], "cost": [], "stats": [], "seeds": []})
+        rec = out.setdefault(c.label or c.algo, {"ret": [], "cost": [], "stats": [], "seeds": []})
         x = np.array(r["steps"])
         rec["ret"].append(binned(x, np.array(r["returns"]), edges))
         rec["cost"].append(binned(x, np.array(r["costs"]), edges))
@@ -186,7 +188,7 @@ def plot(summary: dict, limit: float, path: Path, title: str) -> None:
     fig.savefig(path, dpi=120)
 
 
-def _mean_ci(values: list[float], digits: int = 1) -> str:
+def mean_ci(values: list[float], digits: int = 1) -> str:
     v = np.array(values, dtype=np.float64)
     if not np.isfinite(v).any():
         return "n/a"
@@ -203,10 +205,10 @@ def table_rows(summary: dict, task: str) -> list[list]:
         coef = "—"
         if coef_key:
             symbol = "λ" if coef_key == "lambda0" else "ν"
-            coef = f"{symbol} " + _mean_ci([s["coef"].get(coef_key, np.nan) for s in st], 3)
+            coef = f"{symbol} " + mean_ci([s["coef"].get(coef_key, np.nan) for s in st], 3)
         pub = published.get(algo)
-        rows.append([algo, len(st), st[0]["kappa"], _mean_ci([s["return"] for s in st]),
-                     _mean_ci([s["cost"] for s in st]), _mean_ci([s["violation"] for s in st], 2), coef,
+        rows.append([algo, len(st), st[0]["kappa"], mean_ci([s["return"] for s in st]),
+                     mean_ci([s["cost"] for s in st]), mean_ci([s["violation"] for s in st], 2), coef,
                      " / ".join(f"{s['return']:.0f}, {s['cost']:.1f}" if s["episodes"] else "no episode" for s in st),
                      f"~{pub[1]:g} / ~{pub[0]:g}" if pub else "—"])
     return rows
