@@ -50,7 +50,9 @@ ALGOS = ("dpo", "dpo-no-sqrt", "dpo-no-kl", "ippo")  # dpo.md §4.5: DPO_w/o_sqr
 COLORS = {"dpo": "tab:red", "dpo-no-sqrt": "tab:orange", "dpo-no-kl": "tab:purple", "ippo": "tab:gray"}
 KAPPA = 2  # dpo.md Table 1: agent_obsk = 2 on every MaMuJoCo task
 OVERRIDES = ("actor_input=khop",)  # the policy reads the relayed κ-ball, as the paper's obsk-2 observation
-CHECK_STEPS = 8192  # 4 updates of 128 steps × 16 copies, dozens of (early-terminating) episodes per task
+CHECK_STEPS = 8192  # at least 4 updates of 128 steps × 16 copies; more where an episode is longer (check_steps)
+#: what every agent's metrics rows must agree on, update by update, besides the episodes
+CHECK_KEYS = ("update", "env_step", "policy_loss", "value_loss", "kl", "entropy")
 
 
 def make_cells(tasks: list[str], algos: list[str], seeds: int, steps: int, envs: int,
@@ -60,21 +62,47 @@ def make_cells(tasks: list[str], algos: list[str], seeds: int, steps: int, envs:
             for t in tasks for s in range(seeds) for a in algos]
 
 
-def _episodes(run_dir: Path) -> list[tuple]:
-    rows = [json.loads(line) for line in (run_dir / "envserver" / "episodes.jsonl").read_text().splitlines()]
-    return [(r["env_step"], r["env"], r["episode_return"], r["episode_length"]) for r in rows]
+def _rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _trace(run_dir: Path, n_agents: int) -> tuple[list[tuple], list[list[tuple]]]:
+    """What the two transports must agree on: every episode (step, copy, return, length) and every
+    agent's update rows (CHECK_KEYS)."""
+    episodes = [(r["env_step"], r["env"], r["episode_return"], r["episode_length"])
+                for r in _rows(run_dir / "envserver" / "episodes.jsonl")]
+    updates = [[tuple(r.get(k) for k in CHECK_KEYS) for r in _rows(run_dir / f"agent-{i}" / "metrics.jsonl")]
+               for i in range(n_agents)]
+    return episodes, updates
+
+
+def same_trace(a: tuple[list, list], b: tuple[list, list], envs: int) -> bool:
+    """Identical, and not vacuously: at least one episode per copy and one update row per agent."""
+    return a == b and len(b[0]) >= envs and all(b[1])
+
+
+def check_steps(task: str, envs: int) -> int:
+    """CHECK_STEPS, or enough for every copy to finish one full-length episode (HalfCheetah never
+    terminates early: 1000 steps per copy before its first episode ends)."""
+    from envserver.tasks import task_spec
+
+    return max(CHECK_STEPS, (task_spec(task).episode_length + 1) * envs)
 
 
 def identity_check(task: str, algo: str, envs: int) -> dict:
-    """Run (task, algo) for CHECK_STEPS in-process and distributed with the sweep's settings and seed
-    0; the outcome (identical episodes or not, how many episodes and updates) is recorded once."""
+    """Run (task, algo) in-process and distributed with the sweep's settings and seed 0; identical
+    means the same episodes (at least one per copy) and the same update rows of every agent. The
+    outcome is recorded once."""
     path = common.RECORDS / GROUP / f"identity-{task}-{algo}-e{envs}.json"
     if path.exists():
         return json.loads(path.read_text())
+    from envserver.tasks import task_spec
+
     base = common.RUNS / GROUP / "identity"
+    steps, n_agents = check_steps(task, envs), task_spec(task).n_agents
     runs = {}
     for mode in ("distributed", "inprocess"):
-        cell = Cell(task, algo, 0, CHECK_STEPS, envs, overrides=list(OVERRIDES), kappa=KAPPA,
+        cell = Cell(task, algo, 0, steps, envs, overrides=list(OVERRIDES), kappa=KAPPA,
                     distributed=mode == "distributed")
         run_dir = base / mode / cell.name
         cmd = cell.command(f"{GROUP}/identity/{mode}")
@@ -83,11 +111,11 @@ def identity_check(task: str, algo: str, envs: int) -> dict:
         if res.returncode != 0:
             raise RuntimeError(f"identity check {task} {algo} ({mode}) failed: {res.stdout[-400:]}{res.stderr[-400:]}")
         runs[mode] = run_dir
-    a, b = _episodes(runs["distributed"]), _episodes(runs["inprocess"])
-    updates = sum(1 for _ in (runs["inprocess"] / "agent-0" / "metrics.jsonl").open())
-    out = {"task": task, "algo": algo, "steps": CHECK_STEPS, "envs": envs, "kappa": KAPPA,
-           "overrides": list(OVERRIDES), "episodes": [len(a), len(b)], "updates_agent0": updates,
-           "identical": a == b}
+    (ep_a, up_a), (ep_b, up_b) = _trace(runs["distributed"], n_agents), _trace(runs["inprocess"], n_agents)
+    out = {"task": task, "algo": algo, "steps": steps, "envs": envs, "kappa": KAPPA,
+           "overrides": list(OVERRIDES), "episodes": [len(ep_a), len(ep_b)], "updates_agent0": len(up_b[0]),
+           "compared": ["episodes"] + [f"agents' {', '.join(CHECK_KEYS)}"],
+           "identical": same_trace((ep_a, up_a), (ep_b, up_b), envs)}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=1))
     return out

@@ -34,6 +34,19 @@ def test_the_table_shows_where_each_algorithm_started_and_ended():
     assert row[3].startswith("1000.0 ± ") and row[4] == "900 / 1100" and row[5] == "12 / 10"
 
 
+def test_the_identity_check_fails_on_any_difference_and_on_nothing_to_compare():
+    ep = [(1000, 0, 5.0, 1000), (1000, 1, 4.0, 1000)]
+    up = [[(1, 256, 0.1, 0.5, 0.001, 1.4)], [(1, 256, 0.2, 0.4, 0.002, 1.4)]]
+    assert dpo_mamujoco.same_trace((ep, up), (list(ep), [list(u) for u in up]), envs=2)
+    changed = [list(up[0]), [(1, 256, 0.2, 0.4, 0.0021, 1.4)]]  # agent 1's KL in the last digits
+    assert not dpo_mamujoco.same_trace((ep, up), (ep, changed), envs=2)
+    assert not dpo_mamujoco.same_trace((ep[:1], up), (ep[:1], up), envs=2)  # a copy without an episode
+    assert not dpo_mamujoco.same_trace(([], up), ([], up), envs=2)  # HalfCheetah before its first 1000 steps
+    assert not dpo_mamujoco.same_trace((ep, [[], []]), (ep, [[], []]), envs=2)  # no update compared
+    assert dpo_mamujoco.check_steps("mamujoco-halfcheetah-3x2", 16) == 1001 * 16  # one whole episode per copy
+    assert dpo_mamujoco.check_steps("mamujoco-hopper-3x1", 2) == dpo_mamujoco.CHECK_STEPS
+
+
 @pytest.mark.slow
 def test_the_script_checks_identity_runs_in_process_and_reads_finished_cells_back(sandbox, capsys, monkeypatch):
     monkeypatch.setattr(dpo_mamujoco, "CHECK_STEPS", 1024)
