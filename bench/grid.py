@@ -25,9 +25,10 @@ TASKS: dict[str, dict[int, str]] = {
 }
 
 
-def cell_config(task: str, kappa: int, envs: int, run_dir: Path) -> RunConfig:
-    """Lockstep cap = rollout length: the run ends (or is stopped by time) before any update."""
-    rollout = max(200, 4000 // envs)
+def cell_config(task: str, kappa: int, envs: int, run_dir: Path, min_locksteps: int = 0) -> RunConfig:
+    """Lockstep cap = rollout length: the run ends (or is stopped by time) before any update.
+    ``min_locksteps`` raises the cap for a caller that times by seconds and must not run out first."""
+    rollout = max(200, 4000 // envs, min_locksteps)
     return RunConfig(task=task, algo="dpo", kappa=kappa, envs=envs, steps=envs * rollout, run_dir=run_dir,
                      overrides=[f"rollout_len={rollout}"])
 

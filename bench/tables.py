@@ -1,5 +1,5 @@
 """Markdown tables of a suite result (bench/suite.py), with each goal of issue 8 checked where
-its cell was measured."""
+its cell was measured, and of a floor result (bench/floor.py)."""
 from __future__ import annotations
 
 from typing import Any
@@ -103,3 +103,31 @@ def render(out: dict[str, Any]) -> str:
         if key in out:
             lines += fn(out[key]) + [""]
     return "\n".join(lines)
+
+
+def table_floor(rows: list[dict]) -> list[str]:
+    out = ["### khop acting against the lean loop (bench/floor.py), env steps/s, ring", "",
+           "| task | N | κ | E | lean msgs | lean + compute | khop | khop / lean+compute (rounds) | khop / lean msgs "
+           "| CPU µs/step lean+compute / khop | load |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        rc, rm = r["ratios"]["khop/lean-compute"], r["ratios"]["khop/lean-msgs"]
+        rounds = ", ".join(f"{x:.2f}" for x in rc["per_round"])
+        out.append(f"| {r['task']} | {r['n_agents']} | {r['kappa']} | {r['envs']} | "
+                   f"{_f(r['lean-msgs']['steps_per_s'])} | {_f(r['lean-compute']['steps_per_s'])} | "
+                   f"{_f(r['khop']['steps_per_s'])} | **{_f(rc['median'], '.2f')}** ({rounds}) | "
+                   f"{_f(rm['median'], '.2f')} | {_f(r['lean-compute']['cpu_us_per_step'])} / "
+                   f"{_f(r['khop']['cpu_us_per_step'])} | {_loads(r['load_1m'])} |")
+    return out
+
+
+def render_floor(out: dict[str, Any]) -> str:
+    lines = [f"## The floor{' (--quick)' if out['quick'] else ''}, {out['started']}", "",
+             f"{out['code_version']}; {out['cpus']} CPUs (shared); load average {out['load_1m_start']:.1f} at the "
+             f"start, {out['load_1m_end']:.1f} at the end; {out['seconds']:.0f} s; {out['seconds_per_run']:g} s "
+             "timed per run; medians over rounds, ratios the median of each round's ratio.", ""]
+    lines += table_floor(out["cells"])
+    failed = [f for r in out["cells"] for f in r["failed"]]
+    if failed:
+        lines += ["", f"Failed runs: {failed}"]
+    return "\n".join(lines) + "\n"
