@@ -11,11 +11,11 @@ The scene (world frame of the assets: x across the hands, y along them, z up):
 * **hand 0, the thrower**: ``manipulate_block.xml``'s hand at its shipped pose, palm up, fingers
   towards −y, fingertips at y ≈ 0.77; it starts with the block on its palm.
 * **hand 1, the catcher**: the same hand turned π about the vertical line x = 1, y = ``Y_MID``, and
-  ``DROP`` lower: palm up, fingers towards +y, reaching ``OVERLAP`` under the thrower's fingertips.
+  ``DROP`` lower: palm up, fingers towards +y, reaching 0.10 m under the thrower's fingertips.
 * **the block**: ``manipulate_block.xml``'s 5 cm cube (density 567), with its free joint's damping
   set to 0: the asset's 0.01 N·m·s on the rotational degrees of freedom of a 3e-5 kg·m² cube stops
   any spin within ~3 ms, so the block could neither tumble nor roll off a palm (measured: it stays on
-  a palm tilted 40°); Isaac Gym's object is undamped.
+  a palm tilted 40°).
 * **the goal**: the asset's ``target`` cube (drawn only, no collision; its joint removed, more
   transparent) at the block's start pose carried over by the same turn and drop: the same place on
   the other palm.
@@ -45,15 +45,14 @@ HAND_ACTUATED = tuple(j for j in HAND_JOINTS if not (j.endswith("J0") and j[:2] 
 FINGER_GROUPS = (("WRJ1", "WRJ0", "THJ4", "THJ3", "THJ2", "THJ1", "THJ0"),
                  ("FFJ3", "FFJ2", "FFJ1", "FFJ0", "MFJ3", "MFJ2", "MFJ1", "MFJ0"),
                  ("RFJ3", "RFJ2", "RFJ1", "RFJ0", "LFJ4", "LFJ3", "LFJ2", "LFJ1", "LFJ0"))
-GROUP_NAMES = ("wrist+thumb", "first+middle", "ring+little")
 LITTLE_FINGER = ("LFJ4", "LFJ3", "LFJ2", "LFJ1", "LFJ0")  # the cost's finger (hand_over.py)
 
 FRAME_SKIP = 8  # 8 × 0.002 s (the asset's timestep) = 0.016 s, near Isaac Gym's 1/60 s control step
-Y_MID = 0.82  # the turn's axis: the thrower's fingertips (y ≈ 0.77) and the catcher's (≈ 0.87) overlap
-OVERLAP = 2 * Y_MID - 2 * 0.77  # 0.10 m: how far the catcher's fingers reach under the thrower's
+# ours, chosen by trying fingertip overlaps −0.03 … 0.2 m and drops 0.04 … 0.14 m with a scripted tip-over:
+Y_MID = 0.82  # the turn's axis: the catcher's fingertips (y ≈ 0.87) reach 0.10 m past the thrower's (≈ 0.77)
 DROP = 0.12  # m the catcher sits below the thrower: its fingers pass under the thrower's tilted fingertips
 OBJECT_START = (1.0, 0.87, 0.17)  # on the thrower's palm (the asset's 0.2 less the 3 cm it drops to rest)
-FLOOR_Z = -0.3
+FLOOR_Z = -0.3  # ours: out of the way (the asset's is at 0, under the hands)
 CAMERA_EYE, CAMERA_AT = (1.6, 0.82, 0.3), (1.0, 0.82, 0.08)  # side-on, both palms; chosen by looking
 _ASSET = "manipulate_block.xml"
 
@@ -79,7 +78,7 @@ GOAL_QUAT = (0.0, 0.0, 0.0, 1.0)  # the start orientation (identity) turned π a
 
 
 def build_spec() -> mujoco.MjSpec:
-    """The scene as an ``MjSpec`` (for tests and the still as much as for the task)."""
+    """The scene as an ``MjSpec``, before compiling."""
     path = asset_dir() / _ASSET
     spec = mujoco.MjSpec.from_file(str(path))
     spec.body("object").pos = list(OBJECT_START)
