@@ -1,5 +1,6 @@
 """shadow-hand-over: the two-hand scene, its partitions, a scripted hand-over in real MuJoCo, the
-finger cost where eq. 38 puts it, and one short khop run."""
+reward, fall and costs of the reference (ShadowHandOver_Safe_finger.py / _Safe_joint.py of
+Safety-Gymnasium), and one short khop run."""
 import json
 import re
 import subprocess
@@ -15,7 +16,9 @@ from envserver.tasks import hand_over as HO
 from envserver.tasks import make_task, task_spec
 from envserver.tasks.hand_script import ScriptedHandOver
 
-NAMES = ["shadow-hand-over", "shadow-hand-over-fingers"]
+NAMES = ["shadow-hand-over", "shadow-hand-over-fingers", "shadow-hand-over-fingers-safe-joint",
+         "shadow-hand-over-safe-joint"]
+EPS = 1e-6  # a float32 step past 0.5 survives the wire: 0.5 ± 1e-6 are distinct float32 values
 GOAL_COLS = slice(-7, -4)  # goal − block position in every agent's observation
 
 
@@ -50,6 +53,10 @@ def test_scene_names_are_the_assets():
     assert sorted(j for g in H.FINGER_GROUPS for j in g) == sorted(H.HAND_JOINTS)
     assert (m.nu, len(H.HAND_ACTUATED)) == (40, 20)
     assert m.dof_damping[m.jnt_dofadr[m.joint("object:joint").id]:][:6].tolist() == [0.0] * 6
+    # the reference's cost indices: its actions[:, 2:5] are the first hand's A_FFJ3, A_FFJ2, A_FFJ1
+    assert [m.actuator(a).name for a in (2, 3, 4)] == ["robot0:A_FFJ3", "robot0:A_FFJ2", "robot0:A_FFJ1"]
+    assert m.opt.timestep * H.FRAME_SKIP == pytest.approx(1 / 60, abs=1e-15)  # the reference's 60 Hz
+    assert m.body_mocapid[m.body("target").id] == 0  # the goal: drawn, per copy, never simulated
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -71,11 +78,11 @@ def test_partitions_cover_every_actuator_once_and_observe_only_their_hand(name):
 
 
 @pytest.mark.parametrize("name, seed", [("shadow-hand-over", 0), ("shadow-hand-over", 1),
-                                        ("shadow-hand-over-fingers", 2)])
+                                        ("shadow-hand-over-fingers", 2), ("shadow-hand-over-safe-joint", 3)])
 def test_scripted_hands_pass_the_block(name, seed):
     """The block starts on the thrower's palm and every copy's episode ends in success: the block
-    reached the goal on the catcher's palm, without a single cost (the scripted little finger
-    moves slowly)."""
+    reached the goal on the catcher's palm, without a single cost (the scripted forefinger keeps its
+    commands at ±0.5)."""
     task = make_task(name, 8, seed)
     ending, cost, start = play(task, HO.EPISODE_LENGTH)
     assert np.all((start > 0.15) & (start < 0.2))  # the start: on the thrower's palm, ~0.17 m from the goal
@@ -106,57 +113,115 @@ def test_the_caught_block_comes_to_rest_in_the_catchers_palm(monkeypatch):
         assert touching and all(g.startswith("hand1_") for g in touching), touching
 
 
-def test_finger_cost_fires_exactly_at_the_bound():
-    """Cost 1 iff the thrower's little finger moved by ≥ 0.1 rad (over LFJ4…LFJ0); the catcher's
-    little finger and the thrower's other fingers never count."""
-    task = make_task("shadow-hand-over", 5, 0)
-    before = task.little_finger()
-    moves = [("robot0:LFJ2", 0.1 + 1e-9), ("robot0:LFJ2", 0.1 - 1e-9), ("hand1_robot0:LFJ2", 0.5),
-             ("robot0:RFJ2", 0.5), (None, 0.0)]
-    for d, (joint, dq) in zip(task.datas, moves):
-        if joint:
-            d.joint(joint).qpos[0] += dq
-        mujoco.mj_forward(task.model, d)
-    task.sync()
-    assert task.finger_cost(before).tolist() == [1.0, 0.0, 0.0, 0.0, 0.0]
-    # spread over the five joints: ‖(0.045,) * 5‖ = 0.1006 ≥ 0.1, ‖(0.044,) * 5‖ = 0.098 < 0.1
-    for k, step in enumerate((0.045, 0.044)):
-        for j in H.LITTLE_FINGER:
-            task.datas[k].joint("robot0:" + j).qpos[0] = before[k, H.LITTLE_FINGER.index(j)] + step
-    task.sync()
-    assert task.finger_cost(before)[:2].tolist() == [1.0, 0.0]
+def _probes(task) -> tuple[np.ndarray, list[float]]:
+    """One copy per probe: a full [E, 40] command matrix, zero but for one entry, and the cost the
+    reference gives it — 1 iff a watched thrower command is past ±0.5 (strictly)."""
+    watched = task.cost_cols
+    probes = []
+    for c in watched:
+        probes += [(c, 0.5 + EPS, 1.0), (c, -0.5 - EPS, 1.0), (c, 0.5 - EPS, 0.0), (c, -0.5 + EPS, 0.0),
+                   (c, 0.5, 0.0), (c, -0.5, 0.0), (c, 3.0, 1.0), (c, np.nan, 0.0)]
+    for c in range(40):  # every other actuator, the catcher's forefinger included, at its extremes
+        if c not in watched:
+            probes += [(c, 1.0 if c % 2 else -1.0, 0.0), (c, 3.0, 0.0)]
+    full = np.zeros((len(probes) + 1, 40), np.float32)  # the last copy: all zero
+    for e, (c, v, _) in enumerate(probes):
+        full[e, c] = v
+    return full, [want for _, _, want in probes] + [0.0]
 
 
-def test_step_cost_is_the_little_fingers_motion_in_that_step():
-    """In real steps the cost every agent gets is the indicator of ‖Δq_LF‖ ≥ 0.1 over the step,
-    recomputed here from the states; a snap of the little finger fires it, a still hand does not."""
-    task = make_task("shadow-hand-over-fingers", 4, 0)
-    task.reset()
-    rng = np.random.default_rng(0)
-    fired = quiet = 0
-    for t in range(30):
-        full = np.zeros((4, 40), np.float32)
-        full[:2, :20] = rng.choice([-1.0, 1.0], size=(2, 20))  # copies 0, 1: bang-bang thrower
-        before = task.little_finger()
-        res = task.step([full[:, cols] for cols in task.act_cols])
-        ended = res.terminated | res.truncated
-        after = task.little_finger()
-        want = (np.linalg.norm(after - before, axis=1) >= HO.FINGER_MOTION).astype(np.float32)
-        assert all(c is res.cost[0] for c in res.cost)  # one team cost
-        assert res.cost[0][~ended, 0].tolist() == want[~ended].tolist()
-        fired += int(res.cost[0][:2, 0].sum())
-        quiet += int(res.cost[0][2:, 0].sum())
-    assert fired > 0 and quiet == 0
+@pytest.mark.parametrize("name", NAMES)
+def test_cost_fires_exactly_past_the_bound(name):
+    """In a real step, through each partition's action arrays: cost 1 iff one of the thrower's
+    watched commands (A_FFJ3, A_FFJ2, A_FFJ1; A_FFJ1 alone in the -safe-joint tasks) is past ±0.5 as
+    sent — at 0.5 + 1e-6, not at 0.5 − 1e-6 or 0.5; never for another actuator or the catcher's."""
+    spec = task_spec(name)
+    joint = name.endswith("-safe-joint")
+    assert spec.cost_names == (("ffj1",) if joint else ("forefinger",)) and spec.cost_limits == (HO.COST_LIMIT,)
+    probe_task = make_task(name, 1, 0)
+    want_cols = [4] if joint else [2, 3, 4]  # the reference's actions[:, 4] / actions[:, 2:5]
+    assert probe_task.cost_cols == want_cols
+    full, want = _probes(probe_task)
+    task = make_task(name, len(full), 0)
+    res = task.step([full[:, cols] for cols in task.act_cols])
+    assert all(c is res.cost[0] for c in res.cost)  # one team cost
+    assert res.cost[0][:, 0].tolist() == want
+    assert sum(want) == 3 * len(want_cols)
 
 
 def test_reward_terms():
-    """Isaac's shape: exp(−0.2(20 d + θ)) − 2e-4 Σa² + 250 on success; θ from q ⊗ goal⁻¹."""
+    """The reference's shape: exp(−0.2(50 d + θ)), no action term, + 250 on (khop's) success; θ from
+    q ⊗ goal⁻¹."""
     half = np.pi / 3
     q = np.array([[1.0, 0, 0, 0], [np.cos(half / 2), 0, 0, np.sin(half / 2)]])
-    assert HO.rotation_distance(HO.quat_diff(q, q[1])).tolist() == pytest.approx([half, 0.0])
-    r = HO.hand_reward(np.array([0.0, 0.1, 0.0]), np.array([0.0, half, 0.0]), np.array([0.0, 0.0, 40.0]),
-                       np.array([True, False, False]))
-    assert r.tolist() == pytest.approx([1.0 + 250.0, np.exp(-0.2 * (2.0 + half)), 1.0 - 0.008])
+    assert HO.rotation_distance(HO.quat_diff(q, q[[1, 1]])).tolist() == pytest.approx([half, 0.0])
+    r = HO.hand_reward(np.array([0.0, 0.1]), np.array([0.0, half]), np.array([True, False]))
+    assert r.tolist() == pytest.approx([1.0 + 250.0, np.exp(-0.2 * (5.0 + half))])
+
+
+def _quat_angle(q: np.ndarray, goal: np.ndarray) -> float:
+    """The rotation angle from goal to q, by MuJoCo (independent of hand_over's quaternion code)."""
+    neg, diff = np.zeros(4), np.zeros(4)
+    mujoco.mju_negQuat(neg, goal)
+    mujoco.mju_mulQuat(diff, q, neg)
+    return 2.0 * np.arcsin(min(np.linalg.norm(diff[1:]), 1.0))
+
+
+def test_step_reward_is_the_formula_of_the_state():
+    """In real steps with random commands, every copy's reward (episode not ended) is
+    exp(−0.2(50 d + θ)) + 250·[d ≤ 0.03], recomputed from its MjData: the block's free joint and the
+    goal's mocap pose."""
+    task = make_task("shadow-hand-over", 4, 5)
+    task.reset()
+    rng = np.random.default_rng(0)
+    checked = 0
+    for _ in range(20):
+        full = rng.uniform(-1, 1, (4, 40)).astype(np.float32)
+        res = task.step([full[:, cols] for cols in task.act_cols])
+        for e, d in enumerate(task.datas):
+            if res.terminated[e] or res.truncated[e]:
+                continue
+            block = d.joint("object:joint").qpos
+            dist = np.linalg.norm(np.asarray(H.GOAL_POS) - block[:3])
+            want = np.exp(-0.2 * (50 * dist + _quat_angle(block[3:], d.mocap_quat[0]))) + 250.0 * (dist <= 0.03)
+            assert res.reward[e] == pytest.approx(want, rel=1e-6)
+            checked += 1
+    assert checked >= 60
+
+
+def test_goal_orientation_is_drawn_per_copy_as_the_reference():
+    """Each reset draws the goal's orientation q_x(πu₀) ⊗ q_y(πu₁) (so w·z = x·y), per copy, the
+    pose the mocap goal is drawn at; the goal's position stays on the catcher's palm."""
+    task = make_task("shadow-hand-over", 6, 0)
+    first = task.goal_quat.copy()
+    assert np.allclose(np.linalg.norm(first, axis=1), 1.0)
+    assert np.allclose(first[:, 0] * first[:, 3], first[:, 1] * first[:, 2])
+    assert len({tuple(q.round(6)) for q in first}) == 6
+    for e, d in enumerate(task.datas):
+        assert np.allclose(d.mocap_quat[0], first[e]) and np.allclose(d.body("target").xpos, H.GOAL_POS)
+    task.reset()
+    assert not np.allclose(task.goal_quat, first)
+
+
+def test_a_fall_ends_the_episode_without_penalty_and_idle_episodes_last_75_steps():
+    """A block at z ≤ FALL_Z (beside the hands, in free air) ends its episode as terminated with a
+    reward in (0, 1): no penalty, no bonus; one above it does not; an idle team is truncated at
+    step 75 exactly."""
+    task = make_task("shadow-hand-over", 3, 0)
+    for e, z in ((0, HO.FALL_Z - 1e-3), (1, HO.FALL_Z + 0.05)):
+        d = task.datas[e]
+        d.joint("object:joint").qpos[:3] = (1.3, 0.8, z)
+        mujoco.mj_forward(task.model, d)
+    task.sync()
+    zero = [np.zeros((3, 20), np.float32)] * 2
+    res = task.step(zero)
+    assert res.terminated.tolist() == [True, False, False] and not res.truncated.any()
+    assert 0.0 < res.reward[0] < 1.0
+    ends = [res.terminated | res.truncated]
+    for _ in range(HO.EPISODE_LENGTH - 1):
+        r = task.step(zero)
+        ends.append(r.terminated | r.truncated)
+    assert [t for t, end in enumerate(ends) if end[2]] == [HO.EPISODE_LENGTH - 1]
 
 
 def test_steps_are_deterministic_and_bad_actions_are_refused():

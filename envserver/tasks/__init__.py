@@ -30,6 +30,9 @@ _ENTRIES: dict[str, str] = {
     # two Shadow hands pass a block: the Safe MAIG ShadowHandOver stand-in (hand_over.py; needs khop[hands])
     "shadow-hand-over": "hand_over:ShadowHandOver",  # one agent per hand
     "shadow-hand-over-fingers": "hand_over:ShadowHandOverFingers",  # three finger groups per hand
+    # the same two with the reference's other cost (ShadowHandOver_Safe_joint: A_FFJ1 alone)
+    "shadow-hand-over-safe-joint": "hand_over:ShadowHandOverSafeJoint",
+    "shadow-hand-over-fingers-safe-joint": "hand_over:ShadowHandOverFingersSafeJoint",
     # --- end MuJoCo tasks ---
     # --- particle and PettingZoo tasks ---
     "mpe-line-control": "particles:LineControl",

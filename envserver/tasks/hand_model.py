@@ -17,8 +17,9 @@ The scene (world frame of the assets: x across the hands, y along them, z up):
   any spin within ~3 ms, so the block could neither tumble nor roll off a palm (measured: it stays on
   a palm tilted 40°).
 * **the goal**: the asset's ``target`` cube (drawn only, no collision; its joint removed, more
-  transparent) at the block's start pose carried over by the same turn and drop: the same place on
-  the other palm.
+  transparent) at the block's start position carried over by the same turn and drop: the same place
+  on the other palm. It is a mocap body, so that each copy draws its own goal orientation at reset
+  (``hand_over``) and a picture shows it.
 * the floor is lowered to ``FLOOR_Z``, below where an episode ends on a fall.
 
 Joint, actuator and finger names are data here (the asset's ``robot0:`` names, checked against the
@@ -45,9 +46,11 @@ HAND_ACTUATED = tuple(j for j in HAND_JOINTS if not (j.endswith("J0") and j[:2] 
 FINGER_GROUPS = (("WRJ1", "WRJ0", "THJ4", "THJ3", "THJ2", "THJ1", "THJ0"),
                  ("FFJ3", "FFJ2", "FFJ1", "FFJ0", "MFJ3", "MFJ2", "MFJ1", "MFJ0"),
                  ("RFJ3", "RFJ2", "RFJ1", "RFJ0", "LFJ4", "LFJ3", "LFJ2", "LFJ1", "LFJ0"))
-LITTLE_FINGER = ("LFJ4", "LFJ3", "LFJ2", "LFJ1", "LFJ0")  # the cost's finger (hand_over.py)
 
-FRAME_SKIP = 8  # 8 × 0.002 s (the asset's timestep) = 0.016 s, near Isaac Gym's 1/60 s control step
+# dt = 8 × 1/480 s = 1/60 s exactly, the reference's control step (ShadowHandOver_Safe_finger.yaml:
+# controlFrequencyInv 1, "60 Hz"); the substep 1/480 s is 4 % longer than the asset's 0.002 s, which
+# with 8 substeps would give 0.016 s. Same work per step.
+TIMESTEP, FRAME_SKIP = 1 / 480, 8
 # ours, chosen by trying fingertip overlaps −0.03 … 0.2 m and drops 0.04 … 0.14 m with a scripted tip-over:
 Y_MID = 0.82  # the turn's axis: the catcher's fingertips (y ≈ 0.87) reach 0.10 m past the thrower's (≈ 0.77)
 DROP = 0.12  # m the catcher sits below the thrower: its fingers pass under the thrower's tilted fingertips
@@ -74,7 +77,6 @@ def mirror(pos: tuple[float, float, float]) -> tuple[float, float, float]:
 
 
 GOAL_POS = mirror(OBJECT_START)
-GOAL_QUAT = (0.0, 0.0, 0.0, 1.0)  # the start orientation (identity) turned π about z, MuJoCo's w-first order
 
 
 def build_spec() -> mujoco.MjSpec:
@@ -85,13 +87,14 @@ def build_spec() -> mujoco.MjSpec:
     spec.joint("object:joint").damping[0] = 0.0  # free-joint damping is one value for all six dofs
     target = spec.body("target")
     spec.delete(spec.joint("target:joint"))
-    target.pos, target.quat = list(GOAL_POS), list(GOAL_QUAT)
+    target.pos, target.mocap = list(GOAL_POS), True
     spec.material("material:target").rgba[3] = 0.25  # the asset's 0.5 reads as a second block in the pictures
     floor = spec.geom("floor0")
     floor.pos = [floor.pos[0], floor.pos[1], FLOOR_Z]
     frame = spec.worldbody.add_frame(pos=[2.0, 2 * Y_MID, -DROP], euler=[0.0, 0.0, math.pi])
     catcher = mujoco.MjSpec.from_file(str(path))
     frame.attach_body(catcher.body("robot0:hand mount"), PREFIXES[1][:-len("robot0:")], "")
+    spec.option.timestep = TIMESTEP  # after attaching: both hands' files say 0.002, which the attach checks
     # the camera `khop render` uses by default (compose/judge/frames.py): both hands and the gap
     spec.worldbody.add_camera(name="follow", pos=list(CAMERA_EYE), quat=list(_look_at(CAMERA_EYE, CAMERA_AT)))
     return spec
