@@ -47,9 +47,9 @@ FINGER_GROUPS = (("WRJ1", "WRJ0", "THJ4", "THJ3", "THJ2", "THJ1", "THJ0"),
                  ("FFJ3", "FFJ2", "FFJ1", "FFJ0", "MFJ3", "MFJ2", "MFJ1", "MFJ0"),
                  ("RFJ3", "RFJ2", "RFJ1", "RFJ0", "LFJ4", "LFJ3", "LFJ2", "LFJ1", "LFJ0"))
 
-# dt = 8 × 1/480 s = 1/60 s exactly, the reference's control step (ShadowHandOver_Safe_finger.yaml:
-# controlFrequencyInv 1, "60 Hz"); the substep 1/480 s is 4 % longer than the asset's 0.002 s, which
-# with 8 substeps would give 0.016 s. Same work per step.
+# dt = 8 × 1/480 s = 1/60 s exactly, the reference's control step (SafePO safepo/utils/config.py: sim dt
+# 1/60; ShadowHandOver_Safe_finger.yaml: controlFrequencyInv 1, "60 Hz"); the substep 1/480 s is 4 %
+# longer than the asset's 0.002 s, which with 8 substeps would give 0.016 s. Same work per step.
 TIMESTEP, FRAME_SKIP = 1 / 480, 8
 # ours, chosen by trying fingertip overlaps −0.03 … 0.2 m and drops 0.04 … 0.14 m with a scripted tip-over:
 Y_MID = 0.82  # the turn's axis: the catcher's fingertips (y ≈ 0.87) reach 0.10 m past the thrower's (≈ 0.77)
