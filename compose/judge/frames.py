@@ -7,7 +7,8 @@ and a caption strip with the step's reward and cost.
   without extra packages on ours, osmesa after ``apt-get install libosmesa6`` (MUJOCO_GL, read
   when mujoco is first imported; `khop render` sets ``egl`` unless the user chose). The default
   ``follow`` camera tracks the robot's root body from a distance that shows what the cost is
-  about (:data:`FOLLOW`); any camera of the model (``track`` for Gymnasium's view) can be named.
+  about (:data:`FOLLOW`), unless the model has a camera named ``follow`` (the hand-over's fixed
+  side view); any camera of the model (``track`` for Gymnasium's view) can be named.
 * particle tasks (mpe-line-control, mpe-circle-control, and PettingZoo envs with an MPE ``world``
   such as mpe-simple-spread): agents as numbered dots on their collision discs, landmarks as
   crosses, the matched targets of the formation tasks as rings; the view widens to keep every
@@ -41,9 +42,12 @@ class MujocoFrames:
         m.vis.global_.offwidth = max(int(m.vis.global_.offwidth), width)
         m.vis.global_.offheight = max(int(m.vis.global_.offheight), height)
         names = [m.camera(i).name for i in range(m.ncam)]
-        if camera == "follow":
+        self.camera: Any
+        if camera == "follow" and "follow" in names:  # a scene with its own view (shadow-hand-over: fixed hands)
+            self.camera = camera
+        elif camera == "follow":
             hazard = task.spec.cost_names[0] if task.spec.cost_names else ""
-            self.camera: Any = mujoco.MjvCamera()
+            self.camera = mujoco.MjvCamera()
             self.camera.type = mujoco.mjtCamera.mjCAMERA_TRACKING
             self.camera.trackbodyid = 1  # the root body (torso) of every robot model here
             self.camera.distance, self.camera.elevation, self.camera.azimuth = FOLLOW.get(hazard, FOLLOW[""])

@@ -27,6 +27,12 @@ _ENTRIES: dict[str, str] = {
     # safe-<robot>-<partition>[-local] and mamujoco-<robot>-<partition>, listed in mujoco_catalog
     # (pure data, no MuJoCo import); each class is built on first use by mujoco_tasks
     **importlib.import_module(f"{__name__}.mujoco_catalog").REGISTRY_ENTRIES,
+    # two Shadow hands pass a block: the Safe MAIG ShadowHandOver stand-in (hand_over.py; needs khop[hands])
+    "shadow-hand-over": "hand_over:ShadowHandOver",  # one agent per hand
+    "shadow-hand-over-fingers": "hand_over:ShadowHandOverFingers",  # three finger groups per hand
+    # the same two with the reference's other cost (ShadowHandOver_Safe_joint: A_FFJ1 alone)
+    "shadow-hand-over-safe-joint": "hand_over:ShadowHandOverSafeJoint",
+    "shadow-hand-over-fingers-safe-joint": "hand_over:ShadowHandOverFingersSafeJoint",
     # --- end MuJoCo tasks ---
     # --- particle and PettingZoo tasks ---
     "mpe-line-control": "particles:LineControl",
