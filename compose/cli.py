@@ -125,13 +125,15 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_tasks(_args: argparse.Namespace) -> int:
     from envserver.tasks import task_names, task_spec
 
-    for name in task_names():
+    names = task_names()
+    width = max(map(len, names))  # one column for every name, the longest included
+    for name in names:
         s = task_spec(name)
         costs = ", ".join(f"{n} ≤ {lim:g}" for n, lim in zip(s.cost_names, s.cost_limits)) or "no cost"
         kinds = {a.act_kind for a in s.agents}
         acts = [a.n_actions if a.act_kind == "discrete" else a.act_dim for a in s.agents]  # choices / actuators
         sizes = f"obs {_dims([a.obs_dim for a in s.agents])} act {_dims(acts)}"
-        print(f"{name:34s} {s.n_agents:2d} agents  {'/'.join(sorted(kinds)):10s} episode {s.episode_length:4d}  "
+        print(f"{name:{width}s} {s.n_agents:2d} agents  {'/'.join(sorted(kinds)):10s} episode {s.episode_length:4d}  "
               f"{costs:22s} {sizes}  {s.description}")
     return 0
 
