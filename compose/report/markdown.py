@@ -21,6 +21,12 @@ def fmt_num(x: Any) -> str:
     return f"{v:,.2f}"
 
 
+def fmt_pct(x: Any) -> str:
+    """A share as a percentage with one decimal ('n/a' for missing)."""
+    v = num(x)
+    return "n/a" if v is None else f"{100 * v:.1f}%"
+
+
 def fmt_bytes(x: Any) -> str:
     """Human-readable size, with the exact count so numbers stay greppable."""
     v = num(x)
@@ -79,15 +85,21 @@ def _md_episodes(s: dict) -> list[str]:
     if not s["episodes"]:
         return ["_No finished episodes were recorded._", ""]
     q = s["quarter_size"]
+    wins = s.get("win_rate") is not None  # a task that says who won (SMAX): the share of episodes won
+
+    def row(label: str, key: str) -> str:
+        win = f" {fmt_pct(s[f'{key}win_rate'])} |" if wins else ""
+        ret, cost = ("mean_return", "mean_cost") if not key else (f"{key}return", f"{key}cost")
+        return f"| {label} | {fmt_num(s[ret])} | {fmt_num(s[cost])} |{win}"
     return [
         f"- Finished episodes: **{s['episodes']:,}** (quarter = {q:,} episodes)",
         f"- Mean episode length: {fmt_num(s['mean_episode_length'])}",
         "",
-        "| | return | cost |",
-        "|---|---|---|",
-        f"| first quarter | {fmt_num(s['first_quarter_return'])} | {fmt_num(s['first_quarter_cost'])} |",
-        f"| last quarter | {fmt_num(s['last_quarter_return'])} | {fmt_num(s['last_quarter_cost'])} |",
-        f"| all episodes | {fmt_num(s['mean_return'])} | {fmt_num(s['mean_cost'])} |",
+        "| | return | cost |" + (" win rate |" if wins else ""),
+        "|---|---|---|" + ("---|" if wins else ""),
+        row("first quarter", "first_quarter_"),
+        row("last quarter", "last_quarter_"),
+        row("all episodes", ""),
         "",
         f"- Best moving-average return (window {s['ma_window']}): **{fmt_num(s['best_ma_return'])}**",
         "",
