@@ -203,3 +203,19 @@ def test_khop_run_on_a_masked_task_never_tries_a_masked_move(tmp_path):
         costs[name] = sum(r["episode_cost"] for r in rows)
     assert costs["masked"] == 0.0
     assert costs["plain"] > 0.0
+
+
+def test_a_masked_task_as_a_parallel_env_gives_its_masks_in_infos():
+    from envserver.pettingzoo import parallel_env
+
+    env = parallel_env(MASKED_TOY, seed=0)
+    try:
+        _obs, infos = env.reset()
+        assert infos["agent_0"]["action_mask"].tolist() == [0, 1, 1]
+        assert infos["agent_1"]["action_mask"].tolist() == [1, 1, 0]
+        _obs, _rew, _term, _trunc, infos = env.step({"agent_0": 2, "agent_1": 1})
+        assert infos["agent_0"]["action_mask"].tolist() == [1, 1, 1]
+        with pytest.raises(RuntimeError, match="action 2 is unavailable to agent 1"):
+            env.step({"agent_0": 1, "agent_1": 2})
+    finally:
+        env.close()
