@@ -49,6 +49,25 @@ def test_without_the_extra_one_line_names_the_install(tmp_path, argv):
     assert not (tmp_path / "run" / "config.json").exists()  # refused before any process started
 
 
+def test_the_report_counts_the_share_of_episodes_won(tmp_path):
+    from compose.report import summarize, write_report
+
+    (tmp_path / "envserver").mkdir()
+    won = [False] * 6 + [True, False, True, True]  # quarters of 2 episodes: first 0 won, last 2 of 2
+    rows = [{"env_step": 8 * (k + 1), "env": 0, "episode_return": 1.0 + w, "episode_cost": 0.0, "episode_costs": [],
+             "episode_length": 20, "time": 1.0 + k, "won": w} for k, w in enumerate(won)]
+    (tmp_path / "envserver" / "episodes.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "config.json").write_text(json.dumps({"task": "smax-3m", "algo": "ippo", "envs": 8}))
+    s = summarize(tmp_path)
+    assert (s["first_quarter_win_rate"], s["last_quarter_win_rate"], s["win_rate"]) == (0.0, 1.0, 0.3)
+    md = (write_report(tmp_path) / "summary.md").read_text()
+    assert "| | return | cost | win rate |" in md and "| all episodes | 1.30 | 0.00 | 30.0% |" in md
+    (tmp_path / "envserver" / "episodes.jsonl").write_text(  # a task without outcomes: no column
+        "".join(json.dumps({k: v for k, v in r.items() if k != "won"}) + "\n" for r in rows))
+    assert summarize(tmp_path)["win_rate"] is None
+    assert "win rate" not in (write_report(tmp_path) / "summary.md").read_text()
+
+
 # --- with the extra ---------------------------------------------------------------------------------
 jaxmarl_needed = pytest.mark.skipif(not smax_installed(), reason=f"no smax extra here: {INSTALL_HINT}")
 
@@ -126,3 +145,11 @@ def test_khop_run_on_smax_3m_ends_with_a_report_showing_the_win_rate(tmp_path):
     assert "win rate last quarter" in res.stdout
     status = json.loads((run / "envserver" / "status.json").read_text())
     assert status["env_step"] == 2048 and status["errors"] == 0  # the agents never sent a masked-out action
+    # khop eval plays the team with its masks and scores the greedy policy's win rate, as SMAC does
+    res = subprocess.run([sys.executable, "-m", "compose.cli", "eval", str(run), "--episodes", "8", "--deterministic"],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout + res.stderr
+    record = json.loads((run / "eval.json").read_text())["deterministic"]
+    assert 0.0 <= record["win_rate"]["mean"] <= 1.0 and all(isinstance(r["won"], bool) for r in record["episode_rows"])
+    assert "win rate" in res.stdout
+    assert "Win rate (share of the evaluation episodes won): deterministic" in (run / "report" / "summary.md").read_text()
