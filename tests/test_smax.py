@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from envserver.tasks import task_class, task_names, task_spec
+from envserver.tasks import task_class, task_names
 from envserver.tasks.smax import INSTALL_HINT, STOP, smax_installed
 
 SMAX_TASKS = ("smax-3m", "smax-2s3z", "smax-5m_vs_6m", "smax-smacv2-5-units")
