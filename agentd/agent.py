@@ -161,10 +161,12 @@ class Agent:
         if t <= self.core.last_t:  # a STEP re-sent when we said HELLO again: already answered
             return
         obs = P.check_array(msg, "obs", (self.E, self.spec.obs_dim), np.float32)
+        mask = (P.check_array(msg, "mask", (self.E, self.spec.n_actions), np.uint8).astype(bool)
+                if self.spec.action_mask else None)
         critic_in = self.relay.exchange(t, obs)
         a = msg.arrays
         action = self.core.step(t, actor_input(obs, self.relay.node, self.cfg.actor_mask), critic_in, a["reward"],
-                                a["cost"], a["terminated"] | a["truncated"])
+                                a["cost"], a["terminated"] | a["truncated"], mask)
         self.envlink.act(t, action)
 
     def install_signal_handlers(self) -> None:

@@ -64,11 +64,12 @@ class AgentCore:
                        "modules_sha256": state_digest(self.learner.state_dict()["modules"])})
 
     def step(self, t: int, obs: np.ndarray, critic_in: np.ndarray, reward: np.ndarray, cost: np.ndarray,
-             done: np.ndarray) -> np.ndarray:
-        """Consume STEP t (already κ-relayed) and return this agent's action rows."""
+             done: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+        """Consume STEP t (already κ-relayed) and return this agent's action rows (``mask``
+        [E, n_actions] bool: the available actions, for a task with action masks)."""
         if self.observe(t, reward, cost, done):
             self.update(t, critic_in)
-        return self.act(t, obs, critic_in)
+        return self.act(t, obs, critic_in, mask)
 
     def observe(self, t: int, reward: np.ndarray, cost: np.ndarray, done: np.ndarray) -> bool:
         """Complete the previous transition with STEP t's reward; True when an update is due."""
@@ -80,9 +81,9 @@ class AgentCore:
         self.learner.observe(reward, cost, done)
         return self.learner.ready()
 
-    def act(self, t: int, obs: np.ndarray, critic_in: np.ndarray) -> np.ndarray:
+    def act(self, t: int, obs: np.ndarray, critic_in: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         self.last_t = t
-        return self.learner.act(obs, critic_in)
+        return self.learner.act(obs, critic_in, mask)
 
     def update(self, t: int, critic_in: np.ndarray) -> None:
         """Learn on the full rollout, through the update exchange when the learner has one (a

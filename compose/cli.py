@@ -109,6 +109,8 @@ def _headline(run_dir: Path) -> str:
                        ("last_quarter_cost", "cost last quarter")):
         if s.get(key) is not None:
             parts.append(f"{label} {s[key]:.3f}")
+    if s.get("last_quarter_win_rate") is not None:
+        parts.append(f"win rate last quarter {100 * s['last_quarter_win_rate']:.1f}%")
     return ", ".join(parts)
 
 
@@ -132,7 +134,8 @@ def cmd_tasks(_args: argparse.Namespace) -> int:
         costs = ", ".join(f"{n} ≤ {lim:g}" for n, lim in zip(s.cost_names, s.cost_limits)) or "no cost"
         kinds = {a.act_kind for a in s.agents}
         acts = [a.n_actions if a.act_kind == "discrete" else a.act_dim for a in s.agents]  # choices / actuators
-        sizes = f"obs {_dims([a.obs_dim for a in s.agents])} act {_dims(acts)}"
+        masked = " masked" if any(a.action_mask for a in s.agents) else ""  # the STEP carries available actions
+        sizes = f"obs {_dims([a.obs_dim for a in s.agents])} act {_dims(acts)}{masked}"
         print(f"{name:{width}s} {s.n_agents:2d} agents  {'/'.join(sorted(kinds)):10s} episode {s.episode_length:4d}  "
               f"{costs:22s} {sizes}  {s.description}")
     return 0

@@ -19,8 +19,10 @@ class EpisodeLog:
         self._cost = np.zeros((n_envs, n_costs))
         self._length = np.zeros(n_envs, dtype=np.int64)
 
-    def account(self, env_step: int, reward: np.ndarray, cost: list[np.ndarray], done: np.ndarray) -> None:
-        """Add one lockstep; ``cost`` holds each agent's [E, n_costs] rows (their mean is the team's cost)."""
+    def account(self, env_step: int, reward: np.ndarray, cost: list[np.ndarray], done: np.ndarray,
+                outcome: dict[str, np.ndarray] | None = None) -> None:
+        """Add one lockstep; ``cost`` holds each agent's [E, n_costs] rows (their mean is the team's cost);
+        ``outcome``: per-copy facts about the episodes that ended (StepResult.outcome, e.g. SMAX's won)."""
         self._return += reward
         if self.n_costs:
             self._cost += np.mean(cost, axis=0)
@@ -29,7 +31,8 @@ class EpisodeLog:
             self.writer.write({
                 "env_step": env_step, "env": int(e), "episode_return": float(self._return[e]),
                 "episode_cost": float(self._cost[e].sum()), "episode_costs": self._cost[e].tolist(),
-                "episode_length": int(self._length[e]), "time": time.time()})
+                "episode_length": int(self._length[e]), "time": time.time(),
+                **{k: v[e].item() for k, v in (outcome or {}).items()}})
             self._return[e], self._cost[e], self._length[e] = 0.0, 0.0, 0
 
     def close(self) -> None:

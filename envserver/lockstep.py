@@ -29,6 +29,7 @@ class Lockstep:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.episodes = EpisodeLog(self.run_dir / "episodes.jsonl", self.E, self.n_costs)
         self.started_at: float | None = None  # wall time of the first step: excludes agent start-up
+        self.masks: list[np.ndarray] | None = None  # the action masks of the state the agents act on now
 
     @property
     def finished(self) -> bool:
@@ -38,17 +39,37 @@ class Lockstep:
         """Every copy's first observation, with a zero reward and cost; ``truncated``: the episodes
         the agents were in ended with a previous server (a restart), so they are told so."""
         self.started_at = time.time()
-        return StepResult(self.task.reset(), np.zeros(self.E, dtype=np.float32),
-                          [np.zeros((self.E, self.n_costs), dtype=np.float32)] * self.n,
-                          np.zeros(self.E, dtype=bool), np.full(self.E, truncated, dtype=bool))
+        return self._with_masks(StepResult(self.task.reset(), np.zeros(self.E, dtype=np.float32),
+                                           [np.zeros((self.E, self.n_costs), dtype=np.float32)] * self.n,
+                                           np.zeros(self.E, dtype=bool), np.full(self.E, truncated, dtype=bool)))
 
     def step(self, actions: list[np.ndarray]) -> StepResult:
         """Step every copy with every agent's actions; count the step and close finished episodes."""
         res = self.task.step(actions)
         self.t += 1
         self.env_step += self.E
-        self.episodes.account(self.env_step, res.reward, res.cost, res.terminated | res.truncated)
+        self.episodes.account(self.env_step, res.reward, res.cost, res.terminated | res.truncated, res.outcome)
+        return self._with_masks(res)
+
+    def _with_masks(self, res: StepResult) -> StepResult:
+        """Attach the task's action masks for the state the agents act on next; a copy where an
+        agent has no action at all is the task's bug, refused here rather than sent."""
+        self.masks = self.task.action_masks()
+        if self.masks is None and any(a.action_mask for a in self.task.spec.agents):
+            raise ValueError(f"task {self.task.spec.name} declares action masks but gives none")
+        if self.masks is not None:
+            for i, m in enumerate(self.masks):
+                if not m.any(axis=1).all():
+                    raise ValueError(f"task {self.task.spec.name}: agent {i} has no available action in copy "
+                                     f"{int(np.flatnonzero(~m.any(axis=1))[0])}")
+        res.mask = self.masks
         return res
+
+    def unavailable(self, agent: int, action: np.ndarray) -> np.ndarray:
+        """The copies in which ``action`` [E] int64 (in range) is masked out for ``agent`` now."""
+        if self.masks is None or not self.task.spec.agents[agent].action_mask:
+            return np.zeros(0, dtype=np.int64)
+        return np.flatnonzero(~self.masks[agent][np.arange(self.E), action])
 
     def write_status(self, live: list[int], done: bool, **extra: Any) -> None:
         """status.json (what `khop run`'s progress bar, its start-up watch and a watcher read)."""

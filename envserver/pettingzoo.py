@@ -29,6 +29,9 @@ Decisions (also in the README's "Particle tasks and PettingZoo" section):
   Joined servers (``endpoint=``) cannot be restarted: there a mid-episode reset() raises and a
   seed is ignored with a warning;
 * a missing agent's action is the task's fallback (zeros), as for an agent that missed a deadline;
+* a task with action masks (SMAX) puts each agent's mask in ``infos[a]["action_mask"]`` (int8, 1 =
+  available, PettingZoo's convention) at reset and after every step; an unavailable action is
+  refused by the envserver, and its ERROR raises here;
 * the spawned server runs 10^15 steps with a deadline of 10^9 s, so the user's loop may pause
   for as long as it likes; close() (also called at garbage collection and at exit) stops it,
   and the server also dies with its parent thread (PR_SET_PDEATHSIG), so none is orphaned.
@@ -223,6 +226,7 @@ class KhopParallelEnv(ParallelEnv):
                             for a, s in zip(self.possible_agents, agents)}
         self._t = 0
         self._pending: dict[str, np.ndarray] | None = None  # first observations of the next episode
+        self._masks: dict[str, np.ndarray] = {}  # the latest STEP's action masks, for tasks that have them
         self._boundary = True  # no step taken in the current episode
 
     # --- spaces ----------------------------------------------------------------------------
@@ -267,12 +271,17 @@ class KhopParallelEnv(ParallelEnv):
         assert self._pending is not None
         self.agents = list(self.possible_agents)
         self._boundary = True
-        return dict(self._pending), {a: {} for a in self.agents}
+        return dict(self._pending), {a: self._mask_info(a) for a in self.agents}
+
+    def _mask_info(self, agent: str) -> dict:
+        return {"action_mask": self._masks[agent].copy()} if agent in self._masks else {}
 
     def _take_step(self, msgs: list[P.Message]) -> tuple[dict, float, list[np.ndarray], bool, bool]:
         self._t = msgs[0]["t"]
         obs = {a: np.array(m.arrays["obs"][0], dtype=np.float32) for a, m in zip(self.possible_agents, msgs)}
         self._pending = obs
+        self._masks = {a: np.array(m.arrays["mask"][0], dtype=np.int8) for a, m in zip(self.possible_agents, msgs)
+                       if "mask" in m.arrays}
         head = msgs[0].arrays
         costs = [np.array(m.arrays["cost"][0], dtype=np.float64) for m in msgs]
         return obs, float(head["reward"][0]), costs, bool(head["terminated"][0]), bool(head["truncated"][0])
@@ -308,6 +317,8 @@ class KhopParallelEnv(ParallelEnv):
             infos = {a: {"costs": {n: float(v) for n, v in zip(names, c)},
                          "cost": float(c[0]) if len(c) == 1 else [float(v) for v in c]}
                      for a, c in zip(agents, costs)}
+        for a in agents:
+            infos[a].update(self._mask_info(a))
         self._boundary = term or trunc
         if self._boundary:
             self.agents = []

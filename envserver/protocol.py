@@ -30,8 +30,11 @@ WELCOME    env → agent  agent, task, n_agents, n_envs, episode_length, seed, a
                         cost_names, cost_limits, deadline_s (the ACT deadline, which bounds the
                         agents' relay waits), incarnation (changes when the envserver restarts)
 STEP       env → agent  t:int; obs[E,obs_dim] f32, reward[E] f32, cost[E,C] f32,
-                        terminated[E] u1, truncated[E] u1
-ACT        agent → env  agent:int, t:int; action: [E,act_dim] f32 (continuous) | [E] i64
+                        terminated[E] u1, truncated[E] u1, and for an agent whose spec says
+                        action_mask: mask[E,n_actions] u1 (1 = available now)
+ACT        agent → env  agent:int, t:int; action: [E,act_dim] f32 (continuous) | [E] i64;
+                        a masked-out action is refused with ERROR and its copy steps with the
+                        task's fallback action (the agent's other copies step as it chose)
 ERROR      env → agent  reason:str
 BYE        env → agent  reason:str (the run is over; agents checkpoint and exit)
 STATE      agent ↔ agent  from:int, t:int, round:int, origins:[int], hops:[int];
@@ -62,7 +65,7 @@ import msgpack
 import numpy as np
 import zmq
 
-PROTOCOL_VERSION = 2  # 2: positional headers
+PROTOCOL_VERSION = 3  # 2: positional headers; 3: STEP may carry an action mask
 MAX_HEADER_BYTES = 64 * 1024
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # set as ZMQ_MAXMSGSIZE on every socket
 MAX_BUFFERS = 4096
@@ -90,13 +93,14 @@ _FIELDS: dict[str, dict[str, tuple[type, ...]]] = {
     "QVALS": {"from": (int,), "update": (int,), "origin": (int,), "hops": (int,)},
     "HEARTBEAT": {"from": (int,), "t": (int,), "round": (int,)},
 }
-# buffers each type must carry, by name, in positional order (STATE carries a variable number)
+# buffers each type carries, by name, in positional order (STATE carries a variable number)
 _BUFFERS: dict[str, tuple[str, ...]] = {
-    "STEP": ("obs", "reward", "cost", "terminated", "truncated"),
+    "STEP": ("obs", "reward", "cost", "terminated", "truncated", "mask"),
     "ACT": ("action",),
     "TOKEN": ("token",),
     "QVALS": ("q",),
 }
+_OPTIONAL: dict[str, tuple[str, ...]] = {"STEP": ("mask",)}  # trailing buffers a message may leave out
 _TYPES = tuple(_FIELDS)  # a type's code in the positional header is its index here
 _CODES = {name: code for code, name in enumerate(_TYPES)}
 
@@ -271,7 +275,7 @@ def _decode(frames: list[Any], max_bytes: int | None) -> Message:
     if msg_type == "STATE":
         _check_state(msg, arrays)
     else:
-        missing = [b for b in _BUFFERS.get(msg_type, ()) if b not in arrays]
+        missing = [b for b in _BUFFERS.get(msg_type, ()) if b not in arrays and b not in _OPTIONAL.get(msg_type, ())]
         if missing:
             raise ProtocolError(f"{msg_type} lacks buffer {missing[0]!r}")
         msg.arrays = arrays
@@ -330,7 +334,9 @@ def _check_state(msg: Message, arrays: dict[str, np.ndarray]) -> None:
 
 def check_array(msg: Message, name: str, shape: tuple[int, ...], dtype: type) -> np.ndarray:
     """Semantic check by a receiver who knows what shape and dtype it expects."""
-    arr = msg.arrays[name]
+    arr = msg.arrays.get(name)
+    if arr is None:
+        raise ProtocolError(f"{msg.type} lacks buffer {name!r}")
     if arr.dtype != np.dtype(dtype):
         raise ProtocolError(f"{msg.type} buffer {name!r} has dtype {arr.dtype}, expected {np.dtype(dtype)}")
     if arr.shape != shape:

@@ -261,13 +261,31 @@ class EnvServer:
         except P.ProtocolError as err:
             self._reply_error(route, str(err))
             return None
-        return a
+        return self._refuse_unavailable(route, agent, a)
+
+    def _refuse_unavailable(self, route: bytes, agent: int, action: np.ndarray) -> np.ndarray:
+        """A well-formed ACT whose action is masked out in some copies: say so in one ERROR and step
+        those copies with the fallback action. The ACT itself counts, so the agent stays live and
+        its other copies take the actions it chose."""
+        bad = self.lockstep.unavailable(agent, action)
+        if not len(bad):
+            return action
+        fallback = self.task.fallback_action(agent)
+        e = int(bad[0])
+        self._reply_error(route, f"ACT action {int(action[e])} is unavailable to agent {agent} in env copy {e} at step "
+                                 f"{self.t} (masked out; {len(bad)} copies in all): stepped with the fallback action "
+                                 f"{int(fallback[e])} there")
+        fixed = action.copy()
+        fixed[bad] = fallback[bad]
+        return fixed
 
     def _send_steps(self, res: StepResult) -> None:
         term, trunc = res.terminated.astype(np.uint8), res.truncated.astype(np.uint8)
+        masked = [a.action_mask for a in self.spec.agents]
         self._step_frames = {agent: P.encode("STEP", {"t": self.t}, {
             "obs": res.obs[agent], "reward": res.reward, "cost": res.cost[agent], "terminated": term,
-            "truncated": trunc}) for agent in range(self.n)}
+            "truncated": trunc, **({"mask": res.mask[agent].astype(np.uint8)} if masked[agent] else {})})
+            for agent in range(self.n)}
         for agent in sorted(self.live):
             self._send(agent, self._step_frames[agent])
 

@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+from envserver.tasks.smax import INSTALL_HINT, smax_installed
+
 
 def episodes(run_dir):
     rows = [json.loads(line) for line in (run_dir / "envserver" / "episodes.jsonl").read_text().splitlines()]
@@ -27,6 +29,13 @@ def khop_run(run_dir, *args):
     ("coop-game", 400, 4, 1, "mafocops"),  # sequential: the token walks over sockets / in memory
     ("coop-game", 400, 4, 2, "shadow-pg"),  # Q-values relayed over 2 hops, over sockets / in memory
     ("coop-game", 400, 4, 2, "ippo --actor-input khop"),  # the policy reads the relayed 2-hop rows
+    # action masks: the STEP's mask over the wire, the Lockstep's in memory
+    ("pettingzoo:envserver.tasks.pettingzoo_toy:masked_parallel_env", 400, 4, 1, "dpo --set rollout_len=25"),
+    ("pettingzoo:envserver.tasks.pettingzoo_toy:masked_parallel_env", 600, 4, 1,
+     "iql --set learning_starts=200 --set batch_size=64 --set rollout_len=10"),
+    # SMAX's masks and jax battles (jax on the CPU is deterministic), where the smax extra is installed
+    pytest.param("smax-3m", 1024, 8, 1, "ippo --set rollout_len=32",
+                 marks=[pytest.mark.slow, pytest.mark.skipif(not smax_installed(), reason=INSTALL_HINT)]),
     # the first 1000-step episode of each copy, 7 updates per agent inside it
     pytest.param("safe-halfcheetah-2x3", 2000, 2, 1, "dpo", marks=pytest.mark.slow),
 ])

@@ -195,18 +195,14 @@ class Learner(Playing):
         return {}
 
     # ------------------------------------------------------------------ acting
-    def _rows(self, x: np.ndarray, dim: int, what: str) -> np.ndarray:
-        x = np.asarray(x, dtype=np.float32)
-        if x.shape != (self.n_envs, dim):
-            raise ValueError(f"{what} must have shape ({self.n_envs}, {dim}), got {x.shape}")
-        return x
-
-    def act(self, obs: np.ndarray, critic_in: np.ndarray) -> np.ndarray:
+    def act(self, obs: np.ndarray, critic_in: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         """Sample one action per env copy and record the half-transition (see module docstring).
 
         The running normalisers are updated here and only here, so an update sees exactly the
         inputs the networks saw while acting. Continuous actions are returned clipped to
         [act_low, act_high]; the buffer keeps the unclipped sample its log-prob belongs to.
+        ``mask`` [E, n_actions] bool: the available actions, for a task with action masks (the
+        stored distribution is the masked one, see dists.py).
         """
         obs = self._rows(obs, self.agent.obs_dim, "obs")
         critic_in = self._rows(critic_in, self.critic_dim, "critic_in")
@@ -218,7 +214,7 @@ class Learner(Playing):
         # inference_mode, not no_grad: nothing here is ever differentiated (the buffer keeps numpy
         # copies), and it skips autograd's version bookkeeping: −16 µs of ~100 per call (bench/NOTES.md §5)
         with torch.inference_mode():
-            params = self.actor(torch.from_numpy(critic_in if self.khop_actor else obs))
+            params = self._apply_mask(self.actor(torch.from_numpy(critic_in if self.khop_actor else obs)), mask)
             action, logp = self.dist.sample(params, self.gen)
         a = action.numpy()
         self.buffer.add(obs, critic_in, a, logp.numpy(), params.numpy())
@@ -292,7 +288,7 @@ class Learner(Playing):
         metrics.update(self.before_update(batch))
         metrics.update(self._optimise(batch))
         with torch.no_grad():
-            params = self.actor(batch.obs)
+            params = self._policy(batch.obs, batch.params_old)
             logp = self.dist.log_prob(params, batch.act)
             metrics["kl"] = float(self.kl_per_state(batch.params_old, params).mean())
             self._last_ratio = torch.exp(logp.double() - batch.logp_old.double()).numpy()
@@ -367,6 +363,10 @@ class Learner(Playing):
                      flat(b.logp), flat(b.params), torch.from_numpy(adv.astype(np.float32)), torch.from_numpy(ret),
                      torch.from_numpy(cost_adv), torch.from_numpy(cost_ret))
 
+    def _policy(self, obs: torch.Tensor, params_old: torch.Tensor) -> torch.Tensor:
+        """The actor's distribution, on the support of the stored one where actions are masked."""
+        return self.dist.restrict(self.actor(obs), params_old) if self.agent.action_mask else self.actor(obs)
+
     def _n_minibatches(self, n: int) -> int:
         return max(1, n // self.cfg.minibatch_size) if self.cfg.minibatch_size > 0 else self.cfg.minibatches
 
@@ -391,7 +391,7 @@ class Learner(Playing):
 
     def _actor_step(self, mb: Batch) -> dict[str, float]:
         cfg = self.cfg
-        params = self.actor(mb.obs)
+        params = self._policy(mb.obs, mb.params_old)
         logp = self.dist.log_prob(params, mb.act)
         entropy = self.dist.entropy(params).mean()
         kl_s = self.kl_per_state(mb.params_old, params)

@@ -7,6 +7,14 @@ single array and DPO can compute the exact per-state KL(π_old(·|s) ‖ π_new(
 
 - Categorical: ``params`` = normalised logits (log-probabilities) ``[B, n_actions]``.
 - Diagonal Gaussian: ``params`` = ``cat(mean, log_std)`` ``[B, 2·act_dim]``.
+
+Action masks (a task whose STEP says which actions are available, envserver/tasks/base.py): a
+masked categorical gives unavailable actions the log-probability ``MASKED_LOGP`` (probability
+exactly 0 in float32, so they are never sampled) and renormalises the rest. The stored old
+parameters then carry the mask as their support, and :meth:`Categorical.restrict` puts a new
+policy on that same support, so ratios, entropies and KLs of an update compare the two
+distributions over the actions that were available, as MAPPO's SMAC code does with its stored
+``available_actions``.
 """
 from __future__ import annotations
 
@@ -15,6 +23,9 @@ import math
 import torch
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+# the log-probability of a masked-out action: exp() is 0 in float32, yet finite, so that 0·log 0 terms
+# of the entropy and KL are 0, not NaN; any policy's real log-probability is far above half of it
+MASKED_LOGP = -1e9
 
 
 class Categorical:
@@ -25,6 +36,16 @@ class Categorical:
         """Draw with the learner's own generator (never the global RNG), return (action, log-prob)."""
         action = torch.multinomial(params.exp(), 1, generator=gen).squeeze(-1)
         return action, params.gather(-1, action.unsqueeze(-1)).squeeze(-1)
+
+    @staticmethod
+    def masked(params: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``params`` renormalised over the actions where ``mask`` [B, n] (bool) is true."""
+        return torch.log_softmax(params.masked_fill(~mask, MASKED_LOGP), -1)
+
+    @staticmethod
+    def restrict(params: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
+        """``params`` on the support of the stored masked distribution ``old`` (see the module docstring)."""
+        return Categorical.masked(params, old > 0.5 * MASKED_LOGP)
 
     @staticmethod
     def log_prob(params: torch.Tensor, action: torch.Tensor) -> torch.Tensor:

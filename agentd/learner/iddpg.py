@@ -55,14 +55,18 @@ class IDDPG(OffPolicyLearner):
         lo, hi = self.agent.act_low, self.agent.act_high
         return (lo + (a + 1.0) * 0.5 * (hi - lo)).astype(np.float32)
 
-    def _select(self, obs: torch.Tensor, cin: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    def _select(self, obs: torch.Tensor, cin: torch.Tensor,
+                mask: torch.Tensor | None) -> tuple[np.ndarray, np.ndarray]:
         mean = torch.tanh(self.mu(self._policy_in(obs, cin)))
         noise = torch.randn(mean.shape, generator=self.gen) * self.cfg.expl_noise
         a = (mean + noise).clamp(-1.0, 1.0).numpy().astype(np.float32)
         return self._scale(a), a
 
-    def policy_action(self, obs: np.ndarray, critic_in: np.ndarray, deterministic: bool = True) -> np.ndarray:
-        """μ(o) scaled to the action range; not ``deterministic``: with its exploration noise, as it acts."""
+    def policy_action(self, obs: np.ndarray, critic_in: np.ndarray, deterministic: bool = True,
+                      mask: np.ndarray | None = None) -> np.ndarray:
+        """μ(o) scaled to the action range; not ``deterministic``: with its exploration noise, as it acts.
+        (``mask`` must be None: continuous actions are never masked.)"""
+        self._mask(mask, len(obs))
         with torch.inference_mode():
             mean = torch.tanh(self.mu(self._policy_input(obs, critic_in)))
             if not deterministic:

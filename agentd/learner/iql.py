@@ -55,26 +55,36 @@ class IQL(OffPolicyLearner):
         frac = min(1.0, self.samples_seen / c.eps_anneal_steps) if c.eps_anneal_steps else 1.0
         return c.eps_start + frac * (c.eps_finish - c.eps_start)
 
-    def _select(self, obs: torch.Tensor, cin: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        greedy = self.q(self._policy_in(obs, cin)).argmax(-1).numpy()
+    def _select(self, obs: torch.Tensor, cin: torch.Tensor,
+                mask: torch.Tensor | None) -> tuple[np.ndarray, np.ndarray]:
+        greedy = masked_q(self.q(self._policy_in(obs, cin)), mask).argmax(-1).numpy()
         explore = self.np_rng.random(self.n_envs) < self.epsilon()
-        action = np.where(explore, self.np_rng.integers(0, self.agent.n_actions, self.n_envs), greedy).astype(np.int64)
+        if mask is None:
+            uniform = self.np_rng.integers(0, self.agent.n_actions, self.n_envs)
+        else:  # uniform over each row's available actions: the largest of uniform keys where allowed
+            uniform = (self.np_rng.random(tuple(mask.shape)) * mask.numpy()).argmax(-1)
+        action = np.where(explore, uniform, greedy).astype(np.int64)
         return action, action.copy()
 
-    def action_probs(self, obs: np.ndarray, critic_in: np.ndarray, deterministic: bool = False) -> np.ndarray:
-        """The ε-greedy policy it acts with at its current ε (``deterministic``: greedy in Q)."""
+    def action_probs(self, obs: np.ndarray, critic_in: np.ndarray, deterministic: bool = False,
+                     mask: np.ndarray | None = None) -> np.ndarray:
+        """The ε-greedy policy it acts with at its current ε (``deterministic``: greedy in Q), over
+        the available actions ``mask`` where its task masks them."""
+        m = self._mask(mask, len(obs))
         with torch.inference_mode():
-            greedy = one_hot_argmax(self.q(self._policy_input(obs, critic_in)).double().numpy())
+            greedy = one_hot_argmax(masked_q(self.q(self._policy_input(obs, critic_in)), m).double().numpy())
         eps = 0.0 if deterministic else self.epsilon()
-        return (1.0 - eps) * greedy + eps / self.agent.n_actions
+        allowed = np.ones_like(greedy) if m is None else m.numpy().astype(np.float64)
+        return (1.0 - eps) * greedy + eps * allowed / allowed.sum(axis=1, keepdims=True)
 
     def _gradient_step(self, b: dict[str, torch.Tensor]) -> dict[str, float]:
         cfg = self.cfg
         s, s_next = self._policy_in(b["obs"], b["cin"]), self._policy_in(b["next_obs"], b["next_cin"])
         with torch.no_grad():
-            q_next = self.q_target(s_next)
+            next_mask = b.get("next_mask")  # the bootstrap maximises over the successor's available actions
+            q_next = masked_q(self.q_target(s_next), next_mask)
             if cfg.double_q:
-                best = self.q(s_next).argmax(-1, keepdim=True)
+                best = masked_q(self.q(s_next), next_mask).argmax(-1, keepdim=True)
                 v_next = q_next.gather(-1, best).squeeze(-1)
             else:
                 v_next = q_next.max(-1).values
@@ -89,3 +99,8 @@ class IQL(OffPolicyLearner):
             self.q_target.load_state_dict(self.q.state_dict())
         return {"value_loss": loss.item(), "q_mean": q.mean().item(), "epsilon": self.epsilon(),
                 "grad_norm": float(grad_norm)}
+
+
+def masked_q(q: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Q-values with unavailable actions at −inf, so no argmax or max picks them (None: unchanged)."""
+    return q if mask is None else q.masked_fill(~mask, float("-inf"))

@@ -158,7 +158,7 @@ class MACPO(Learner):
 
     def _surrogates(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(reward surrogate mean r·MÂ, cost surrogate mean r·Â_c, new params) at the current θ."""
-        params = self.actor(batch.obs)
+        params = self._policy(batch.obs, batch.params_old)
         ratio = torch.exp(self.dist.log_prob(params, batch.act) - batch.logp_old)
         cost = (ratio * batch.cost_adv[:, 0]).mean() if self.n_costs else torch.zeros(())
         return (ratio * batch.adv).mean(), cost, params
@@ -167,7 +167,7 @@ class MACPO(Learner):
         """(H + damping·I)·v with H = ∇²_θ mean KL(old ‖ π_θ(·|obs)), by double backprop; ``old``
         must be π_θ's own parameters at the current θ (then H is the Fisher information)."""
         weights = list(self.actor.parameters())
-        kl = self.dist.kl_unclamped(old, self.actor(obs)).mean()
+        kl = self.dist.kl_unclamped(old, self._policy(obs, old)).mean()
         grad = parameters_to_vector(torch.autograd.grad(kl, weights, create_graph=True))
         hv = parameters_to_vector(torch.autograd.grad(torch.dot(grad, v), weights))
         return hv + self.cfg.cg_damping * v

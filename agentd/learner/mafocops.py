@@ -76,5 +76,5 @@ class MAFOCOPS(CostLagrangian):
 
     def stop_epochs(self, batch: Batch) -> bool:
         with torch.no_grad():
-            kl = self.kl_per_state(batch.params_old, self.actor(batch.obs)).mean()
+            kl = self.kl_per_state(batch.params_old, self._policy(batch.obs, batch.params_old)).mean()
         return bool(kl >= self.cfg.focops_delta)

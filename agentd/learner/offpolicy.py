@@ -28,9 +28,11 @@ from .nets import RunningNorm
 
 
 class ReplayBuffer:
-    """Ring buffer of transitions (obs, critic_in, action, reward, done, next_obs, next_critic_in)."""
+    """Ring buffer of transitions (obs, critic_in, action, reward, done, next_obs, next_critic_in,
+    and with ``n_masked`` actions the successor's action mask next_mask, for a masked bootstrap)."""
 
-    def __init__(self, size: int, obs_dim: int, critic_dim: int, act_shape: tuple[int, ...], act_dtype: type) -> None:
+    def __init__(self, size: int, obs_dim: int, critic_dim: int, act_shape: tuple[int, ...], act_dtype: type,
+                 n_masked: int = 0) -> None:
         self.size, self.pos, self.n = size, 0, 0
         self.data = {
             "obs": np.zeros((size, obs_dim), np.float32), "cin": np.zeros((size, critic_dim), np.float32),
@@ -38,6 +40,8 @@ class ReplayBuffer:
             "done": np.zeros(size, np.float32), "next_obs": np.zeros((size, obs_dim), np.float32),
             "next_cin": np.zeros((size, critic_dim), np.float32),
         }
+        if n_masked:
+            self.data["next_mask"] = np.ones((size, n_masked), bool)
 
     def __len__(self) -> int:
         return self.n
@@ -69,7 +73,8 @@ class OffPolicyLearner(Learner):
         self.obs_norm = RunningNorm(a.obs_dim)
         self.critic_norm = RunningNorm(self.critic_dim)
         act_shape, act_dtype = ((), np.int64) if self.discrete else ((a.act_dim,), np.float32)
-        self.replay = ReplayBuffer(cfg.replay_size, a.obs_dim, self.critic_dim, act_shape, act_dtype)
+        self.replay = ReplayBuffer(cfg.replay_size, a.obs_dim, self.critic_dim, act_shape, act_dtype,
+                                   a.n_actions if a.action_mask else 0)
         self.grad_steps = 0
         self._since_update = 0
         self._clear_pending()
@@ -78,8 +83,10 @@ class OffPolicyLearner(Learner):
     def _build_nets(self) -> None:
         raise NotImplementedError
 
-    def _select(self, obs: torch.Tensor, cin: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """(action returned to the env, action stored in the replay buffer)."""
+    def _select(self, obs: torch.Tensor, cin: torch.Tensor,
+                mask: torch.Tensor | None) -> tuple[np.ndarray, np.ndarray]:
+        """(action returned to the env, action stored in the replay buffer); only actions ``mask``
+        [E, n_actions] allows, where the task masks them."""
         raise NotImplementedError
 
     def _gradient_step(self, b: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -97,20 +104,22 @@ class OffPolicyLearner(Learner):
     def _normalise(self, x: np.ndarray, norm: RunningNorm) -> np.ndarray:
         return norm.normalize(x) if self.cfg.normalize_obs else x
 
-    def act(self, obs: np.ndarray, critic_in: np.ndarray) -> np.ndarray:
+    def act(self, obs: np.ndarray, critic_in: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         obs = self._rows(obs, self.agent.obs_dim, "obs")
         critic_in = self._rows(critic_in, self.critic_dim, "critic_in")
+        m = self._mask(mask, self.n_envs)
         if self._pending is not None and self._outcome is None:
             raise RuntimeError("act() called twice without observe() in between")
         if self._pending is not None and self._outcome is not None:
             (o, c, a), (r, d) = self._pending, self._outcome
-            self.replay.add(obs=o, cin=c, act=a, rew=r, done=d.astype(np.float32), next_obs=obs, next_cin=critic_in)
+            self.replay.add(obs=o, cin=c, act=a, rew=r, done=d.astype(np.float32), next_obs=obs, next_cin=critic_in,
+                            **({} if m is None else {"next_mask": m.numpy()}))
         if self.cfg.normalize_obs:
             self.obs_norm.update(obs)
             self.critic_norm.update(critic_in)
         with torch.no_grad():
             action, stored = self._select(torch.from_numpy(self._normalise(obs, self.obs_norm)),
-                                          torch.from_numpy(self._normalise(critic_in, self.critic_norm)))
+                                          torch.from_numpy(self._normalise(critic_in, self.critic_norm)), m)
         self._pending, self._outcome = (obs.copy(), critic_in.copy(), stored), None
         return action
 

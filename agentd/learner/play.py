@@ -25,6 +25,32 @@ def one_hot_argmax(probs: np.ndarray) -> np.ndarray:
 class Playing:
     """``policy_action`` and ``action_probs`` for any batch of inputs (B rows, not only E)."""
 
+    def _rows(self, x: np.ndarray, dim: int, what: str) -> np.ndarray:
+        """``x`` as float32 rows [E, dim], or a ValueError naming ``what`` is wrong."""
+        x = np.asarray(x, dtype=np.float32)
+        if x.shape != (self.n_envs, dim):
+            raise ValueError(f"{what} must have shape ({self.n_envs}, {dim}), got {x.shape}")
+        return x
+
+    def _mask(self, mask: np.ndarray | None, rows: int) -> torch.Tensor | None:
+        """An action mask [rows, n_actions] as bool, checked: given exactly when the agent's task
+        masks actions (AgentSpec.action_mask), with at least one available action per row."""
+        if not self.agent.action_mask:
+            if mask is not None:
+                raise ValueError("an action mask was given, but this agent's task does not mask actions")
+            return None
+        m = None if mask is None else np.asarray(mask, dtype=bool)
+        if m is None or m.shape != (rows, self.agent.n_actions) or not m.any(axis=1).all():
+            raise ValueError(f"this agent's task masks actions: a mask of shape ({rows}, {self.agent.n_actions}) "
+                             f"with an available action in every row is needed, got "
+                             f"{None if m is None else m.shape}")
+        return torch.from_numpy(m)
+
+    def _apply_mask(self, params: torch.Tensor, mask: np.ndarray | None) -> torch.Tensor:
+        """The actor's ``params`` restricted to the available actions (unchanged without masks)."""
+        m = self._mask(mask, params.shape[0])
+        return params if m is None else self.dist.masked(params, m)
+
     def _policy_input(self, obs: np.ndarray, critic_in: np.ndarray) -> torch.Tensor:
         """What the policy reads (own obs, or the κ-hop input with actor_input=khop), normalised
         with the running statistics as they are, never updating them."""
@@ -35,22 +61,25 @@ class Playing:
             raise ValueError(f"{what} must have shape (B, {dim}), got {x.shape}")
         return torch.from_numpy(np.ascontiguousarray(norm.normalize(x) if self.cfg.normalize_obs else x))
 
-    def action_probs(self, obs: np.ndarray, critic_in: np.ndarray, deterministic: bool = False) -> np.ndarray:
-        """π(·|input) ``[B, n_actions]`` float64 of a discrete learner, as it would act;
-        ``deterministic``: one-hot on its most likely action. Why: `khop eval` computes a tabular
-        game's exact J from these tables."""
+    def action_probs(self, obs: np.ndarray, critic_in: np.ndarray, deterministic: bool = False,
+                     mask: np.ndarray | None = None) -> np.ndarray:
+        """π(·|input) ``[B, n_actions]`` float64 of a discrete learner, as it would act (over the
+        available actions, ``mask``, where its task masks them); ``deterministic``: one-hot on its
+        most likely action. Why: `khop eval` computes a tabular game's exact J from these tables."""
         if not self.discrete:
             raise ValueError(f"action_probs is for discrete actions; this agent's are {self.agent.act_kind}")
         with torch.inference_mode():
-            probs = torch.exp(self.actor(self._policy_input(obs, critic_in))).double().numpy()
+            params = self._apply_mask(self.actor(self._policy_input(obs, critic_in)), mask)
+            probs = torch.exp(params).double().numpy()
         return one_hot_argmax(probs) if deterministic else probs / probs.sum(axis=1, keepdims=True)
 
-    def policy_action(self, obs: np.ndarray, critic_in: np.ndarray, deterministic: bool = True) -> np.ndarray:
+    def policy_action(self, obs: np.ndarray, critic_in: np.ndarray, deterministic: bool = True,
+                      mask: np.ndarray | None = None) -> np.ndarray:
         """The current policy's action for each row. ``deterministic``: the mode (argmax, or the
         Gaussian mean clipped to the action range); otherwise a sample drawn with the learner's
-        own generator (discrete: from :meth:`action_probs`)."""
+        own generator (discrete: from :meth:`action_probs`, over the actions ``mask`` allows)."""
         if self.discrete:
-            probs = self.action_probs(obs, critic_in, deterministic)
+            probs = self.action_probs(obs, critic_in, deterministic, mask)
             if deterministic:
                 return probs.argmax(axis=1).astype(np.int64)
             return torch.multinomial(torch.from_numpy(probs), 1, generator=self.gen).squeeze(-1).numpy()

@@ -68,6 +68,8 @@ def evaluate(run_dir: Path, episodes: int = DEFAULT_EPISODES, deterministic: boo
         "violation_rate": mean_ci(violated) if spec.n_costs else None,
         "costs": costs,
         "episode_length": mean_ci(r["length"] for r in rows),
+        # SMAC's score: the share of evaluation episodes won (--deterministic: the greedy policy's)
+        "win_rate": mean_ci(float(r["won"]) for r in rows) if all("won" in r for r in rows) else None,
         "exact": exact_returns(team),
         "relay": {"mode": cfg.get("relay", "sync"), "kappa": cfg.get("kappa"), "comm_budget": cfg.get("comm_budget"),
                   "emulated": "loss only (delay, jitter and bandwidth need a clock)"},
@@ -98,7 +100,8 @@ def _play(player: Player, episodes: int, episode_length: int, n_costs: int) -> l
             for e in np.flatnonzero(res.terminated | res.truncated):
                 if counted[e] < targets[e]:
                     rows.append({"env": int(e), "return": float(ret[e]), "cost": float(cost[e].sum()),
-                                 "costs": cost[e].tolist(), "length": int(length[e])})
+                                 "costs": cost[e].tolist(), "length": int(length[e]),
+                                 **{k: v[e].item() for k, v in res.outcome.items()}})  # SMAX: won
                     counted[e] += 1
                 ret[e], cost[e], length[e] = 0.0, 0.0, 0
     finally:
@@ -129,6 +132,8 @@ def headline(record: dict[str, Any]) -> str:
         return f"{s['mean']:.3f}" + (f" ± {s['ci95']:.3f}" if s["ci95"] is not None else "")
 
     parts = [f"{record['mode']} policy, {record['episodes']} episodes: return {pm(record['return'])}"]
+    if record.get("win_rate") is not None:
+        parts.append(f"win rate {pm(record['win_rate'])}")
     if record["cost"] is not None:
         parts.append(f"cost {pm(record['cost'])}")
         parts.append(f"violation rate {pm(record['violation_rate'])}")

@@ -161,14 +161,19 @@ class Player:
             learner.gen.manual_seed(seed * 1000 + i)
             learner.np_rng = np.random.default_rng([seed, i])
         self.obs = self.task.reset()
+        self.masks = self.task.action_masks()  # the available actions, where the task masks them
         self.t = 0
 
     def step(self) -> StepResult:
         inputs = self.team.policy_inputs(self.net, self.t, self.obs)
-        actions = [lr.policy_action(x, c, self.deterministic) for lr, (x, c) in zip(self.team.learners, inputs)]
+        actions = [lr.policy_action(x, c, self.deterministic, self._mask(i))
+                   for i, (lr, (x, c)) in enumerate(zip(self.team.learners, inputs))]
         res = self.task.step(actions)
-        self.obs, self.t = res.obs, self.t + 1
+        self.obs, self.masks, self.t = res.obs, self.task.action_masks(), self.t + 1
         return res
+
+    def _mask(self, agent: int) -> np.ndarray | None:
+        return self.masks[agent] if self.masks is not None and self.task.spec.agents[agent].action_mask else None
 
     def close(self) -> None:
         self.task.close()

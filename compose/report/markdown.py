@@ -21,6 +21,12 @@ def fmt_num(x: Any) -> str:
     return f"{v:,.2f}"
 
 
+def fmt_pct(x: Any) -> str:
+    """A share as a percentage with one decimal ('n/a' for missing)."""
+    v = num(x)
+    return "n/a" if v is None else f"{100 * v:.1f}%"
+
+
 def fmt_bytes(x: Any) -> str:
     """Human-readable size, with the exact count so numbers stay greppable."""
     v = num(x)
@@ -79,15 +85,19 @@ def _md_episodes(s: dict) -> list[str]:
     if not s["episodes"]:
         return ["_No finished episodes were recorded._", ""]
     q = s["quarter_size"]
+    wins = s.get("win_rate") is not None  # a task that says who won (SMAX): the share of episodes won
+
+    def row(label: str, ret: str, cost: str, win: str) -> str:
+        return f"| {label} | {fmt_num(s[ret])} | {fmt_num(s[cost])} |" + (f" {fmt_pct(s[win])} |" if wins else "")
     return [
         f"- Finished episodes: **{s['episodes']:,}** (quarter = {q:,} episodes)",
         f"- Mean episode length: {fmt_num(s['mean_episode_length'])}",
         "",
-        "| | return | cost |",
-        "|---|---|---|",
-        f"| first quarter | {fmt_num(s['first_quarter_return'])} | {fmt_num(s['first_quarter_cost'])} |",
-        f"| last quarter | {fmt_num(s['last_quarter_return'])} | {fmt_num(s['last_quarter_cost'])} |",
-        f"| all episodes | {fmt_num(s['mean_return'])} | {fmt_num(s['mean_cost'])} |",
+        "| | return | cost |" + (" win rate |" if wins else ""),
+        "|---|---|---|" + ("---|" if wins else ""),
+        row("first quarter", "first_quarter_return", "first_quarter_cost", "first_quarter_win_rate"),
+        row("last quarter", "last_quarter_return", "last_quarter_cost", "last_quarter_win_rate"),
+        row("all episodes", "mean_return", "mean_cost", "win_rate"),
         "",
         f"- Best moving-average return (window {s['ma_window']}): **{fmt_num(s['best_ma_return'])}**",
         "",
@@ -181,6 +191,9 @@ def _md_evaluation(s: dict) -> list[str]:
         lines.append(f"| {cell(mode)} | {cell(r.get('episodes'))} | {_pm(r.get('return'))} | {_pm(r.get('cost'))} | "
                      f"{_pm(r.get('violation_rate'))} | {cell(updates)} | {fmt_num(j) if j is not None else 'n/a'} |")
     lines.append("")
+    wins = [f"{mode} {_pm(r['win_rate'])}" for mode, r in sorted(ev.items()) if r.get("win_rate")]
+    if wins:  # a task that says who won (SMAX)
+        lines += [f"- Win rate (share of the evaluation episodes won): {', '.join(wins)}", ""]
     exact = next((r.get("exact") for r in ev.values() if isinstance(r.get("exact"), dict)), None)
     if exact and "optimum" in exact:
         lines += [f"- Exact J by {exact.get('solver', 'the game solver')}: optimum {fmt_num(exact['optimum'])}, "

@@ -45,6 +45,12 @@ def episode_cost(ep: dict) -> float | None:
     return c
 
 
+def win_rate(episodes: list[dict]) -> float | None:
+    """Share of the episodes won, among those whose row says (SMAX's ``won``); None when none says."""
+    won = [e["won"] for e in episodes if isinstance(e.get("won"), bool)]
+    return sum(won) / len(won) if won else None
+
+
 def _episode_stats(episodes: list[dict]) -> dict[str, Any]:
     """Counts, quarter means and best moving-average return."""
     n = len(episodes)
@@ -65,6 +71,9 @@ def _episode_stats(episodes: list[dict]) -> dict[str, Any]:
         "ma_window": w,
         "best_ma_return": float(ma.max()) if len(ma) else None,
         "mean_episode_length": _mean(e.get("episode_length") for e in episodes),
+        "first_quarter_win_rate": win_rate(first),
+        "last_quarter_win_rate": win_rate(last),
+        "win_rate": win_rate(episodes),
     }
 
 

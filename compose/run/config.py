@@ -86,11 +86,12 @@ def validate(cfg: RunConfig):
     """Check everything a user can get wrong before any process starts; return (spec, graph).
     Also settles κ when the user gave none (``cfg.kappa`` is None): see :func:`default_kappa`."""
     from agentd.learner import algo_names, learner_config
-    from envserver.tasks import task_spec
+    from envserver.tasks import task_class
 
     try:
         cfg.validate()  # every option against its own range
-        spec = task_spec(cfg.task)
+        spec = task_class(cfg.task).spec
+        task_class(cfg.task).check_installed()  # an optional extra's packages (smax: jax), named in one line
     except ValueError as err:
         raise LaunchError(str(err)) from None
     if cfg.algo not in algo_names():

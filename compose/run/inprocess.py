@@ -49,7 +49,7 @@ def run_inprocess(cfg: Any, spec: Any, graph: Any, run_dir: Path, should_stop: C
             if any(due):
                 update_all(cores, due, lockstep.t, critic_ins)
             res = lockstep.step([core.act(lockstep.t, actor_input(res.obs[i], net.nodes[i], cfg.actor_mask),
-                                          critic_ins[i]) for i, core in enumerate(cores)])
+                                          critic_ins[i], agent_mask(res, i)) for i, core in enumerate(cores)])
             if bar is not None and lockstep.t % 20 == 0:
                 bar.update(lockstep.env_step, None, None)
     finally:
@@ -59,6 +59,11 @@ def run_inprocess(cfg: Any, spec: Any, graph: Any, run_dir: Path, should_stop: C
             bar.close()
         lockstep.write_status(list(range(spec.n_agents)), True, errors=0, inprocess=True)
         lockstep.close()
+
+
+def agent_mask(res: Any, agent: int) -> np.ndarray | None:
+    """Agent i's action mask of this step, as its STEP would carry it (None for a task without masks)."""
+    return None if res.mask is None else res.mask[agent]
 
 
 def update_all(cores: list[AgentCore], due: list[bool], t: int, critic_ins: list[np.ndarray]) -> None:

@@ -40,6 +40,12 @@ _ENTRIES: dict[str, str] = {
     "mpe-simple-spread": "pettingzoo_mpe:SimpleSpread",  # mpe2's simple_spread_v3 (N=5) via the PettingZoo adapter
     # "pettingzoo:package.module:factory" names are resolved by task_class(), not listed here
     # --- end particle and PettingZoo tasks ---
+    # --- SMAX (JaxMARL's SMAC on jax; the smax extra) ---
+    "smax-3m": "smax:Smax3m",
+    "smax-2s3z": "smax:Smax2s3z",
+    "smax-5m_vs_6m": "smax:Smax5mVs6m",
+    "smax-smacv2-5-units": "smax:SmaxSmacv2FiveUnits",
+    # --- end SMAX ---
 }
 
 

@@ -26,6 +26,10 @@ class AgentSpec:
     act_low: float = -1.0
     act_high: float = 1.0
     obs_desc: str = ""  # human-readable: which quantities make up the observation
+    # discrete only: every STEP carries a mask [E, n_actions] of the actions available now (SMAX:
+    # attack an enemy in range, move while alive); the actor samples only those, and the envserver
+    # refuses any other with an ERROR and steps that copy with the fallback action
+    action_mask: bool = False
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,10 @@ class StepResult:
     ended this step it is the first observation of the next episode. ``reward`` [E] is the team
     reward of the action just taken, ``cost[i]`` [E, n_costs] agent i's cost(s) (the same array
     for every agent when costs are team-shared), ``terminated`` / ``truncated`` [E] bool.
+    ``mask[i]`` [E, n_actions] bool: the actions agent i may take next (tasks with ``action_mask``
+    agents, filled in by the lockstep from :meth:`VecTask.action_masks`). ``outcome``: per-copy
+    facts about the episode that ended this step (SMAX: ``won`` [E] bool), read where
+    terminated | truncated and written into that episode's episodes.jsonl row.
     """
 
     obs: list[np.ndarray]
@@ -65,6 +73,8 @@ class StepResult:
     cost: list[np.ndarray]
     terminated: np.ndarray
     truncated: np.ndarray
+    mask: list[np.ndarray] | None = None
+    outcome: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 class VecTask(ABC):
@@ -87,12 +97,28 @@ class VecTask(ABC):
         """Apply every agent's action rows (continuous [E, act_dim] float32, discrete [E] int64)
         to all copies, auto-resetting copies whose episode ended."""
 
+    @classmethod
+    def check_installed(cls) -> None:
+        """Raise ValueError with a one-line install hint when the task's optional packages are
+        missing; called before any process starts (``khop run``), so it must not import them."""
+
+    def action_masks(self) -> list[np.ndarray] | None:
+        """Each agent's available actions in the current state, [E, n_actions] bool (after reset,
+        after each step and its auto-resets), or None for a task without masks."""
+        return None
+
     def fallback_action(self, agent: int) -> np.ndarray:
-        """The action used for an agent that missed the step deadline: do nothing."""
+        """The action used for an agent that missed the step deadline or sent an unavailable one:
+        do nothing (action 0, or zeros). Where action 0 is masked out, the lowest available one:
+        a task whose no-op sits elsewhere overrides this (SMAX: stop)."""
         a = self.spec.agents[agent]
-        if a.act_kind == "discrete":
-            return np.zeros(self.n_envs, dtype=np.int64)
-        return np.zeros((self.n_envs, a.act_dim), dtype=np.float32)
+        if a.act_kind != "discrete":
+            return np.zeros((self.n_envs, a.act_dim), dtype=np.float32)
+        action = np.zeros(self.n_envs, dtype=np.int64)
+        masks = self.action_masks() if a.action_mask else None
+        if masks is not None:
+            action = np.where(masks[agent][:, 0], 0, np.argmax(masks[agent], axis=1)).astype(np.int64)
+        return action
 
     def close(self) -> None:
         """Release native resources (MuJoCo models are freed by the GC; nothing by default)."""

@@ -16,6 +16,10 @@ Mapping (the README's "Particle tasks and PettingZoo" section is the user-facing
 * any other space is refused with one line naming the agent and the space;
 * team reward = the **mean** of the rewards of the agents that acted this step (mean, not sum, so
   the scale does not grow with N; for MPE's shared rewards it is the shared reward itself);
+* action masks: a Discrete agent whose ``info["action_mask"]`` (PettingZoo's convention: 1 = the
+  action at that position of the space is legal) is there at reset gets ``action_mask``: its STEP
+  carries the mask of its latest info (all ones once it is done), so the actor picks legal actions
+  and the envserver refuses others;
 * costs: ``info["cost"]`` (a number or a vector) per agent, if the probe env reports it at reset or
   after one step of fallback actions; cost_limits from an env attribute ``cost_limits``, else ∞
   (no limit drawn). Otherwise the task has no cost;
@@ -28,6 +32,7 @@ Mapping (the README's "Particle tasks and PettingZoo" section is the user-facing
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import math
 import os
@@ -129,13 +134,31 @@ class PettingZooTask(VecTask):
         self._first_seeds = [int(s.generate_state(1)[0] % 2**31) for s in seeds]
         self._zero_cost = np.zeros(self.n_costs, dtype=np.float32)
         self.n = n
+        self.masks = [np.ones((n_envs, a.n_actions), dtype=bool) if a.action_mask else None for a in self.spec.agents]
 
     def _reset_copy(self, e: int, seed: int | None) -> None:
-        obs, _infos = self.envs[e].reset(seed=seed)
+        obs, infos = self.envs[e].reset(seed=seed)
         for i, name in enumerate(self.names):
             if name in obs:
                 self.obs[i][e] = self.obs_maps[i](obs[name])
         self.alive[e] = set(self.names)
+        self._take_masks(e, infos)
+
+    def _take_masks(self, e: int, infos: dict) -> None:
+        """Copy e's masks from its agents' infos; an info without one (or a done agent, whose actions
+        are dropped) leaves every action legal."""
+        for i, name in enumerate(self.names):
+            m = self.masks[i]
+            if m is None:
+                continue
+            info = infos.get(name) if name in self.alive[e] else None
+            m[e] = np.asarray(info["action_mask"], dtype=bool) if isinstance(info, dict) and "action_mask" in info else True
+
+    def action_masks(self) -> list[np.ndarray] | None:
+        if not any(a.action_mask for a in self.spec.agents):
+            return None
+        return [m.copy() if m is not None else np.ones((self.n_envs, a.n_actions), dtype=bool)
+                for m, a in zip(self.masks, self.spec.agents)]
 
     def reset(self) -> list[np.ndarray]:
         for e in range(self.n_envs):
@@ -171,6 +194,8 @@ class PettingZooTask(VecTask):
             if not self.alive[e] or not env.agents:
                 terminated[e], truncated[e] = ended_by_term, not ended_by_term
                 self._reset_copy(e, None)
+            else:
+                self._take_masks(e, infos)
         return StepResult(obs=[o.copy() for o in self.obs], reward=reward, cost=cost,
                           terminated=terminated, truncated=truncated)
 
@@ -261,9 +286,16 @@ def _episode_length(env: Any) -> int:
     return 0
 
 
-def _probe_costs(env: Any, act_maps: list[_ActMap], names: list[str]) -> int:
-    """How many costs ``info["cost"]`` carries: look at reset's infos, then one fallback step's."""
+def _probe(env: Any, act_maps: list[_ActMap], names: list[str]) -> tuple[int, list[bool]]:
+    """(how many costs ``info["cost"]`` carries, which agents' reset infos carry an action_mask of
+    their Discrete space's size): look at reset's infos, then for costs one fallback step's."""
     _obs, infos = env.reset(seed=0)
+    masked = [m.kind == "discrete" and isinstance(infos.get(n), dict) and "action_mask" in infos[n]
+              and np.size(infos[n]["action_mask"]) == m.spec.n_actions for n, m in zip(names, act_maps)]
+    return _probe_costs(env, act_maps, names, infos), masked
+
+
+def _probe_costs(env: Any, act_maps: list[_ActMap], names: list[str], infos: dict) -> int:
     for info in infos.values():
         if isinstance(info, dict) and "cost" in info:
             return int(np.asarray(info["cost"]).size)
@@ -280,7 +312,7 @@ def build_spec(name: str, env: Any) -> TaskSpec:
     """The TaskSpec of a ParallelEnv instance (which it resets and steps once to look for costs)."""
     names, obs_maps, act_maps = _layout(name, env)
     try:
-        n_costs = _probe_costs(env, act_maps, names)
+        n_costs, masked = _probe(env, act_maps, names)
     except Exception as err:  # noqa: BLE001 - user code
         raise ValueError(f"task {name!r}: reset/step of the env raised {type(err).__name__}: {_line(err)}") from None
     cost_names = ("cost",) if n_costs == 1 else tuple(f"cost{k}" for k in range(n_costs))
@@ -289,7 +321,8 @@ def build_spec(name: str, env: Any) -> TaskSpec:
                    if limits is not None and np.size(limits) == n_costs else (math.inf,) * n_costs)
     meta = getattr(env, "metadata", None) or {}
     label = meta.get("name", "") if isinstance(meta, dict) else ""
-    return TaskSpec(name=name, agents=tuple(_agent_specs(obs_maps, act_maps)), episode_length=_episode_length(env),
+    agents = tuple(dataclasses.replace(a, action_mask=m) for a, m in zip(_agent_specs(obs_maps, act_maps), masked))
+    return TaskSpec(name=name, agents=agents, episode_length=_episode_length(env),
                     cost_names=cost_names, cost_limits=cost_limits, topology="complete",
                     description=f"PettingZoo ParallelEnv {label or name[len(PREFIX):]}; team reward = mean",
                     extra={"pettingzoo_agents": names})

@@ -7,7 +7,8 @@ any third-party environment package:
 moves −1, 0 or +1 (Discrete(3)). The shared reward is −|x₀ − x₁|/6 per step; an agent observes its
 own position and the step count as a Box(2). An episode terminates when they share a cell and is
 truncated after 12 steps. ``info["cost"]`` is 1 when an agent tried to walk off the line, so the
-adapter's cost path is exercised too. Needs pettingzoo and gymnasium (``khop[pettingzoo]``).
+adapter's cost path is exercised too; ``masked_parallel_env`` is the same game whose infos mask the
+moves off the line, for the action-mask path. Needs pettingzoo and gymnasium (``khop[pettingzoo]``).
 """
 from __future__ import annotations
 
@@ -65,6 +66,32 @@ class MeetInTheMiddle(ParallelEnv):
         return obs, rewards, terminations, truncations, infos
 
 
+class MaskedMeetInTheMiddle(MeetInTheMiddle):
+    """The same game with PettingZoo's action masks: ``info["action_mask"]`` forbids walking off the
+    line (move −1 in cell 0, +1 in the last cell), so a khop actor never tries and its cost stays 0."""
+
+    metadata = {"name": "masked_meet_in_the_middle_v0", "render_modes": []}
+
+    def _masks(self, infos: dict) -> dict:
+        for a in self.agents:
+            infos.setdefault(a, {})["action_mask"] = np.array([self.pos[a] > 0, True, self.pos[a] < CELLS - 1],
+                                                               dtype=np.int8)
+        return infos
+
+    def reset(self, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
+        obs, infos = super().reset(seed, options)
+        return obs, self._masks(infos)
+
+    def step(self, actions: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
+        obs, rewards, terminations, truncations, infos = super().step(actions)
+        return obs, rewards, terminations, truncations, self._masks(infos)
+
+
 def parallel_env() -> MeetInTheMiddle:
     """The factory ``pettingzoo:envserver.tasks.pettingzoo_toy:parallel_env`` names."""
     return MeetInTheMiddle()
+
+
+def masked_parallel_env() -> MaskedMeetInTheMiddle:
+    """``pettingzoo:envserver.tasks.pettingzoo_toy:masked_parallel_env``: the game with action masks."""
+    return MaskedMeetInTheMiddle()
