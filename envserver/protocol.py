@@ -11,8 +11,9 @@ The header comes in two forms that decode to the same message. khop sends the *p
 buffers in order, or ``e0, e1, …`` for STATE entries). It is 44 bytes shorter than a map, which
 is most of a message's overhead on the wire: a 1-hop STATE of E = 8 halfcheetah rows has 320
 bytes of payload. The readable *map* form, ``{"type": name, field: value, …, "bufs": [[name,
-dtype, shape], …]}``, is accepted from anyone (a hand-written client, a debugging session) and
-validated by the same code.
+dtype, shape], …]}`` with the buffers in the declared order under the declared names, is accepted
+from anyone (a hand-written client, a debugging session): it is turned positional and validated by
+the same code.
 
 Nothing from the wire is trusted: the header is size-capped before msgpack sees it, every buffer's
 byte length must equal what its declared dtype and shape imply (lengths are *checked*, never used
