@@ -33,6 +33,8 @@ from .update_phase import LinkMailbox
 
 log = logging.getLogger("agentd")
 
+IDLE_MS = 200  # longest wait for the envserver before heartbeats and the HELLO check run again
+
 
 @dataclass(kw_only=True)
 class AgentConfig(CommConfig):
@@ -118,21 +120,25 @@ class Agent:
         reason = "stopped"
         poller = zmq.Poller()
         poller.register(self.env, zmq.POLLIN)
-        if self.links.timed:  # emulated delays start on arrival: read neighbour frames as they come
-            poller.register(self.links.inbox, zmq.POLLIN)
-        # otherwise a neighbour's STATE that comes before our STEP waits in the socket for the
-        # exchange (one wake-up less per step); heartbeats still go out at every poll timeout
+        poller.register(self.links.inbox, zmq.POLLIN)
+        # Emulated delays start on arrival, so with timed links neighbour frames are read as they come.
+        # Otherwise a neighbour's STATE that comes before our STEP waits in the socket for the exchange
+        # and the wait for the STEP is a blocking receive; heartbeats still go out at every timeout.
         try:
             while not self.stop_requested:
-                ready = dict(poller.poll(200))
-                self.links.pump()
-                if self.env not in ready:
+                if self.links.timed:
+                    ready = dict(poller.poll(IDLE_MS))
+                    self.links.pump()
+                    msg = self.envlink.recv() if self.env in ready else None
+                else:
+                    msg = self.envlink.recv(IDLE_MS)
+                    self.links.pump()
+                if msg is None:
                     why = self.envlink.needs_hello()
                     if why:
                         log.warning("agent %d says HELLO again: %s", self.cfg.agent, why)
                         self.envlink.hello(resume=True)
                     continue
-                msg = self.envlink.recv()
                 if msg.type == "BYE":
                     reason = msg["reason"]
                     break

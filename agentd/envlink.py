@@ -48,6 +48,7 @@ class EnvLink:
         self.sock.setsockopt(zmq.RECONNECT_IVL_MAX, RECONNECT_IVL_MAX_MS)
         self.monitor = self.sock.get_monitor_socket(zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
         self.sock.connect(endpoint)
+        self._timeout_ms = -1  # RCVTIMEO as set on the socket (-1: block)
         self.first_welcome: P.Message | None = None
         self.server_incarnation: int | None = None
         self.deadline_s = 30.0
@@ -96,9 +97,18 @@ class EnvLink:
         self.deadline_s = float(msg["deadline_s"])
         return restarted
 
-    def recv(self) -> P.Message:
-        """The envserver's next message (call when the socket is readable)."""
-        msg = P.decode(self.sock.recv_multipart(copy=True))
+    def recv(self, timeout_ms: int | None = None) -> P.Message | None:
+        """The envserver's next message: waiting up to ``timeout_ms`` for it (None if none came), or,
+        without a timeout, one already there. The wait is libzmq's own blocking receive, not a Python
+        poll loop: one call per STEP instead of a poll, a readiness dict and a receive."""
+        if timeout_ms is not None and timeout_ms != self._timeout_ms:
+            self.sock.setsockopt(zmq.RCVTIMEO, timeout_ms)
+            self._timeout_ms = timeout_ms
+        try:
+            frames = self.sock.recv_multipart(copy=True)
+        except zmq.Again:  # RCVTIMEO passed
+            return None
+        msg = P.decode(frames)
         self._quiet_since = time.monotonic()
         self._silence_factor = 1
         return msg

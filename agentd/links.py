@@ -60,6 +60,10 @@ AGENT_MESSAGE_TYPES = {"STATE", "TOKEN", "QVALS"}
 #: per-neighbour send queue (messages): enough for a few steps of κ rounds, few enough that a healed
 #: partition delivers only a short burst of stale frames
 SEND_QUEUE = 100
+#: seconds between drains of the inbox's socket monitor in :meth:`NeighbourLinks.pump` (every lockstep
+#: before: ~4 % of an agent's Python time, bench/NOTES.md §12). Its queue holds 1,000 events (the
+#: monitor PAIR's default high-water mark), so only >20,000 connection events a second could overflow it
+WATCH_EVERY_S = 0.05
 
 
 def phase_of(msg_type: str, n_entries: int) -> str:
@@ -286,6 +290,7 @@ class NeighbourLinks:
         if curve is not None:
             curve.serve(self.inbox, admit=[agent_name(p) for p in self.peers])
         self.watch = SocketWatch(self.inbox)
+        self._watch_at = -math.inf  # when pump() drains the monitor next
         self.inbox.bind(listen)
         self.out: dict[int, zmq.Socket] = {}
         for peer, address in sorted(self.peers.items()):
@@ -408,7 +413,10 @@ class NeighbourLinks:
         emulated delays run from the moment a frame arrived, even while the caller was busy)."""
         got = 0
         self.tick()
-        self.watch.poll()  # drain the monitor often: its queue is bounded, a flood of events would be undercounted
+        now = self.clock()
+        if now >= self._watch_at:  # drain the monitor often: its queue is bounded, a flood would be undercounted
+            self.watch.drain()
+            self._watch_at = now + WATCH_EVERY_S
         while P.readable(self.inbox):
             item = self._read_one()
             if item is not None:

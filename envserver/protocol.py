@@ -11,8 +11,9 @@ The header comes in two forms that decode to the same message. khop sends the *p
 buffers in order, or ``e0, e1, …`` for STATE entries). It is 44 bytes shorter than a map, which
 is most of a message's overhead on the wire: a 1-hop STATE of E = 8 halfcheetah rows has 320
 bytes of payload. The readable *map* form, ``{"type": name, field: value, …, "bufs": [[name,
-dtype, shape], …]}``, is accepted from anyone (a hand-written client, a debugging session) and
-validated by the same code.
+dtype, shape], …]}`` with the buffers in the declared order under the declared names, is accepted
+from anyone (a hand-written client, a debugging session): it is turned positional and validated by
+the same code.
 
 Nothing from the wire is trusted: the header is size-capped before msgpack sees it, every buffer's
 byte length must equal what its declared dtype and shape imply (lengths are *checked*, never used
@@ -93,7 +94,7 @@ _FIELDS: dict[str, dict[str, tuple[type, ...]]] = {
     "QVALS": {"from": (int,), "update": (int,), "origin": (int,), "hops": (int,)},
     "HEARTBEAT": {"from": (int,), "t": (int,), "round": (int,)},
 }
-# buffers each type carries, by name, in positional order (STATE carries a variable number)
+# buffers each type must carry, by name, in positional order (STATE carries a variable number)
 _BUFFERS: dict[str, tuple[str, ...]] = {
     "STEP": ("obs", "reward", "cost", "terminated", "truncated", "mask"),
     "ACT": ("action",),
@@ -148,8 +149,11 @@ def encode(msg_type: str, fields: dict[str, Any] | None = None,
         bufs.append([code, list(arr.shape)])
         frames.append(arr.reshape(-1).view(np.uint8).data)  # raw bytes, no copy
     header = [_CODES[msg_type], *(fields[name] for name in spec), bufs]
-    frames[0] = msgpack.packb(header, use_bin_type=True)
+    frames[0] = _PACKER.pack(header)
     return frames
+
+
+_PACKER = msgpack.Packer(use_bin_type=True)  # one for the process: packb would build one per message
 
 
 def header_map(header: Any) -> Any:
@@ -240,14 +244,28 @@ def decode(frames: list[Any], max_bytes: int | None = None) -> Message:
         raise ProtocolError(f"malformed message ({type(err).__name__})") from None
 
 
+# Per type code, what the positional validator needs, worked out once instead of per message: the
+# fields in order with their accepted types (bool admitted only where declared) and whether they must
+# be non-negative, and the declared buffer names (None: STATE, whose count follows its origins).
+_NONNEG = ("t", "agent", "from", "round", "update", "pos", "origin", "hops")
+_FIELD_CHECKS = tuple(tuple((name, types, bool in types, name in _NONNEG) for name, types in _FIELDS[t].items())
+                      for t in _TYPES)
+_BUFFER_NAMES = tuple(None if t == "STATE" else _BUFFERS.get(t, ()) for t in _TYPES)
+_REQUIRED = tuple(len(_BUFFERS.get(t, ())) - len(_OPTIONAL.get(t, ())) for t in _TYPES)  # the leading ones
+_NP_BY_CODE = tuple(_NP_DTYPES[code] for code in _DTYPE_CODES)
+_F64 = np.dtype(np.float64)
+_add_reduce = np.add.reduce
+
+
 def _decode(frames: list[Any], max_bytes: int | None) -> Message:
     if not frames:
         raise ProtocolError("empty message")
+    raws = [_buffer_bytes(f) for f in frames]
     if max_bytes is not None:
-        size = sum(len(_buffer_bytes(f)) for f in frames)
+        size = sum(len(r) for r in raws)
         if size > max_bytes:
             raise ProtocolError(f"message of {size} bytes exceeds the limit of {max_bytes}")
-    head = _buffer_bytes(frames[0])
+    head = raws[0]
     if len(head) > MAX_HEADER_BYTES:
         raise ProtocolError(f"header of {len(head)} bytes exceeds {MAX_HEADER_BYTES}")
     try:
@@ -255,81 +273,116 @@ def _decode(frames: list[Any], max_bytes: int | None) -> Message:
                                  max_map_len=64, max_str_len=MAX_HEADER_BYTES, max_bin_len=0, max_ext_len=0)
     except Exception as err:  # msgpack raises many types for garbage
         raise ProtocolError(f"header is not valid msgpack ({type(err).__name__})") from None
-    header = header_map(header)
-    if not isinstance(header, dict):
+    if isinstance(header, dict):
+        header = _positional(header)
+    elif not isinstance(header, list):
         raise ProtocolError("header is neither a list nor a map")
-    msg_type = header.get("type")
+    return _decode_positional(header, raws[1:])
+
+
+def _positional(head: dict) -> list:
+    """The positional form of a map header, so that one validator judges both. Its buffers must come
+    in the type's declared order under their declared names (``e0, e1, …`` for STATE)."""
+    msg_type = head.get("type")
     if not isinstance(msg_type, str) or msg_type not in _FIELDS:
         raise ProtocolError(f"unknown message type {msg_type!r}")
-    fields: dict[str, Any] = {}
-    for name, types in _FIELDS[msg_type].items():
-        if name not in header:
+    for name in _FIELDS[msg_type]:
+        if name not in head:
             raise ProtocolError(f"{msg_type} lacks field {name!r}")
-        value = header[name]
-        # bool is an int subclass: keep them apart so resume=1 or agent=True are refused
-        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
-            raise ProtocolError(f"{msg_type} field {name!r} has type {type(value).__name__}")
-        fields[name] = value
-    arrays = _decode_buffers(msg_type, header.get("bufs"), frames[1:])
-    msg = Message(msg_type, fields)
-    if msg_type == "STATE":
-        _check_state(msg, arrays)
-    else:
-        missing = [b for b in _BUFFERS.get(msg_type, ()) if b not in arrays and b not in _OPTIONAL.get(msg_type, ())]
-        if missing:
-            raise ProtocolError(f"{msg_type} lacks buffer {missing[0]!r}")
-        msg.arrays = arrays
-    for name in ("t", "agent", "from", "round", "update", "pos", "origin", "hops"):
-        if isinstance(fields.get(name), int) and fields[name] < 0:
-            raise ProtocolError(f"{msg_type} field {name!r} is negative")
-    return msg
-
-
-def _decode_buffers(msg_type: str, specs: Any, frames: list[Any]) -> dict[str, np.ndarray]:
-    if specs is None:
-        specs = []
+    specs = head.get("bufs", [])
     if not isinstance(specs, list) or len(specs) > MAX_BUFFERS:
         raise ProtocolError(f"{msg_type} buffer list is malformed")
-    if len(specs) != len(frames):
-        raise ProtocolError(f"{msg_type} declares {len(specs)} buffers but carries {len(frames)}")
-    arrays: dict[str, np.ndarray] = {}
-    for spec, frame in zip(specs, frames):
-        if not (isinstance(spec, list) and len(spec) == 3 and isinstance(spec[0], str)
-                and isinstance(spec[2], list)):
+    names = _buffer_names(msg_type, len(specs))
+    bufs = []
+    for i, spec in enumerate(specs):
+        if not (isinstance(spec, list) and len(spec) == 3 and isinstance(spec[0], str)):
             raise ProtocolError(f"{msg_type} has a malformed buffer descriptor")
         name, dt, shape = spec
         if dt not in _DTYPES:
             raise ProtocolError(f"buffer {name!r} has unsupported dtype {dt!r}")
-        if len(shape) > MAX_NDIM or not all(isinstance(s, int) and not isinstance(s, bool)
-                                            and 0 <= s < 2**31 for s in shape):
+        if i < len(names) and name != names[i]:
+            raise ProtocolError(f"{msg_type} buffer {i} is named {name!r}, expected {names[i]!r}")
+        bufs.append([_DTYPE_CODES.index(dt), shape])
+    return [_CODES[msg_type], *(head[name] for name in _FIELDS[msg_type]), bufs]
+
+
+def _decode_positional(header: list, data: list[memoryview]) -> Message:
+    """Validate a positional header and its buffer frames (one pass, tables built at import)."""
+    code = header[0] if header else None
+    if type(code) is not int or not 0 <= code < len(_TYPES):
+        raise ProtocolError(f"unknown message type code {code!r}")
+    msg_type, checks = _TYPES[code], _FIELD_CHECKS[code]
+    if len(header) != len(checks) + 2:
+        raise ProtocolError(f"{msg_type} header has {len(header)} items, expected {len(checks) + 2}")
+    fields: dict[str, Any] = {}
+    negative = None
+    for (name, types, bool_ok, nonneg), value in zip(checks, header[1:-1]):
+        # bool is an int subclass: keep them apart so resume=1 or agent=True are refused
+        if not isinstance(value, types) or (value.__class__ is bool and not bool_ok):
+            raise ProtocolError(f"{msg_type} field {name!r} has type {type(value).__name__}")
+        if nonneg and negative is None and value.__class__ is int and value < 0:
+            negative = name
+        fields[name] = value
+    bufs = header[-1]
+    if not isinstance(bufs, list) or len(bufs) > MAX_BUFFERS:
+        raise ProtocolError(f"{msg_type} buffer list is malformed")
+    for b in bufs:
+        if not (isinstance(b, list) and len(b) == 2 and b[0].__class__ is int and 0 <= b[0] < len(_DTYPE_CODES)
+                and isinstance(b[1], list)):
+            raise ProtocolError(f"{msg_type} has a malformed buffer descriptor")
+    names = _BUFFER_NAMES[code]
+    if names is None:
+        names = _buffer_names(msg_type, len(bufs))
+    elif len(bufs) > len(names):
+        raise ProtocolError(f"{msg_type} declares {len(bufs)} buffers, expected {len(names)}")
+    if len(bufs) != len(data):
+        raise ProtocolError(f"{msg_type} declares {len(bufs)} buffers but carries {len(data)}")
+    arrays = [_array(name, dcode, shape, raw) for name, (dcode, shape), raw in zip(names, bufs, data)]
+    msg = Message(msg_type, fields)
+    if code == _STATE:
+        _check_state(msg, arrays)
+    elif len(arrays) < _REQUIRED[code]:
+        raise ProtocolError(f"{msg_type} lacks buffer {names[len(arrays)]!r}")
+    else:
+        msg.arrays = dict(zip(names, arrays))
+    if negative is not None:
+        raise ProtocolError(f"{msg_type} field {negative!r} is negative")
+    return msg
+
+
+def _array(name: str, dcode: int, shape: list, raw: memoryview) -> np.ndarray:
+    """One buffer frame as a read-only array view of its bytes, once its size and values are checked."""
+    if len(shape) > MAX_NDIM:
+        raise ProtocolError(f"buffer {name!r} has an invalid shape {shape!r}")
+    dtype = _NP_BY_CODE[dcode]
+    expected = dtype.itemsize  # exact Python ints (np.prod costs ~8 µs a call)
+    for s in shape:
+        if s.__class__ is not int or not 0 <= s < 2**31:
             raise ProtocolError(f"buffer {name!r} has an invalid shape {shape!r}")
-        dtype = _NP_DTYPES[dt]
-        expected = math.prod(shape) * dtype.itemsize  # exact Python ints (np.prod costs ~8 µs a call)
-        raw = _buffer_bytes(frame)
-        if len(raw) != expected:
-            raise ProtocolError(f"buffer {name!r} has {len(raw)} bytes, its {dt}{shape} needs {expected}")
-        arr = np.frombuffer(raw, dtype=dtype).reshape(shape)
-        if dtype.kind == "f" and not np.isfinite(arr).all():
-            raise ProtocolError(f"buffer {name!r} contains NaN or inf")
-        if name in arrays:
-            raise ProtocolError(f"buffer {name!r} appears twice")
-        arrays[name] = arr
-    return arrays
+        expected *= s
+    if len(raw) != expected:
+        raise ProtocolError(f"buffer {name!r} has {len(raw)} bytes, its {_DTYPE_CODES[dcode]}{shape} needs {expected}")
+    arr = np.frombuffer(raw, dtype).reshape(shape)
+    # finite iff the float64 sum is: float32/16 values cannot overflow it (|x| < 3.5e38, < 2^31
+    # elements), and an inf or NaN makes it inf or NaN. One reduction instead of isfinite + all
+    if dtype.kind == "f" and not math.isfinite(_add_reduce(arr, axis=None, dtype=_F64)):
+        raise ProtocolError(f"buffer {name!r} contains NaN or inf")
+    return arr
 
 
-def _check_state(msg: Message, arrays: dict[str, np.ndarray]) -> None:
+_STATE = _CODES["STATE"]
+
+
+def _check_state(msg: Message, arrays: list[np.ndarray]) -> None:
     origins, hops = msg["origins"], msg["hops"]
     if len(origins) != len(hops) or len(origins) != len(arrays):
         raise ProtocolError("STATE origins, hops and buffers differ in length")
-    if not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in origins + hops):
+    if not all(x.__class__ is int and x >= 0 for x in origins + hops):
         raise ProtocolError("STATE origins and hops must be non-negative integers")
-    try:
-        msg.entries = [arrays[f"e{i}"] for i in range(len(origins))]
-    except KeyError as err:
-        raise ProtocolError(f"STATE lacks buffer {err.args[0]!r}") from None
-    for e in msg.entries:
+    for e in arrays:
         if e.ndim != 2:
             raise ProtocolError("STATE entry is not a 2-D array")
+    msg.entries = arrays
 
 
 def check_array(msg: Message, name: str, shape: tuple[int, ...], dtype: type) -> np.ndarray:

@@ -40,6 +40,11 @@ class SocketWatch:
 
     def poll(self) -> dict[str, int]:
         """Read the events queued so far and return the counters (cumulative)."""
+        self.drain()
+        return self.counters()
+
+    def drain(self) -> None:
+        """Read the events queued so far into the counters."""
         while P.readable(self.monitor):
             event = parse_monitor_message(self.monitor.recv_multipart())["event"]
             if event == zmq.EVENT_DISCONNECTED:
@@ -48,7 +53,6 @@ class SocketWatch:
                 self.denied += 1
             elif event in _FAILED:
                 self.failed += 1
-        return self.counters()
 
     def counters(self) -> dict[str, int]:
         return {"conn_dropped": max(0, self.disconnects - self.failed - self.denied),

@@ -220,7 +220,10 @@ class Learner(Playing):
         self.buffer.add(obs, critic_in, a, logp.numpy(), params.numpy())
         if self.discrete:
             return a.copy()
-        return np.clip(a, self.agent.act_low, self.agent.act_high).astype(np.float32)
+        # the same float32 values as np.clip(…).astype(np.float32), without np.clip's wrapper and a
+        # second copy (2.6 → 1.4 µs at batch 8, bench/NOTES.md §12)
+        out = np.maximum(a, self.agent.act_low, dtype=np.float32)
+        return np.minimum(out, self.agent.act_high, out=out)
 
     def _check_transition(self, reward: np.ndarray, cost: np.ndarray,
                           done: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
