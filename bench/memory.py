@@ -169,7 +169,7 @@ def table(rows: list[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", default="8,64,256", help="ring sizes N (8, 16, 32, 64, 128, 256)")
-    p.add_argument("--modes", default="zygote,spawn", help="zygote (--zygote: forked agents), spawn (the default)")
+    p.add_argument("--modes", default="zygote,spawn", help="zygote (forked agents, the default), spawn (--no-zygote)")
     p.add_argument("--root", type=Path, default=None, help="where the runs go (default: a temporary directory)")
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)

@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--resume", type=Path, default=None, metavar="DIR",
                    help="continue the unfinished (killed, interrupted) run in DIR with the options in its "
                         "config.json: agents load their newest checkpoints, the envserver continues its step "
-                        "counter; only --no-progress, --restart, --max-restarts, --tensorboard and --zygote may be "
+                        "counter; only --no-progress, --restart, --max-restarts, --tensorboard and --no-zygote may be "
                         "given with it")
 
     from . import sweep

@@ -87,7 +87,7 @@ def test_a_dead_zygote_is_a_one_line_error_and_its_children_live_on(tmp_path):
 def test_forked_agents_have_distinct_pids_and_only_their_own_sockets(tmp_path):
     """The socket-table test of tests/test_e2e.py, with the agents forked from the zygote."""
     run_dir = tmp_path / "run"
-    proc = khop_run(run_dir, "--zygote", "--task", "coop-game", "--topology", "line", "--kappa", "2", "--steps",
+    proc = khop_run(run_dir, "--task", "coop-game", "--topology", "line", "--kappa", "2", "--steps",
                     "10000000", "--envs", "4")
     try:
         wait_started(run_dir, proc)
@@ -112,7 +112,7 @@ def test_forked_agents_have_distinct_pids_and_only_their_own_sockets(tmp_path):
 @pytest.mark.slow
 def test_a_sigkilled_forked_agent_is_forked_again_and_resumes(tmp_path):
     run_dir = tmp_path / "run"
-    proc = khop_run(run_dir, "--zygote", "--task", "coop-game", "--steps", "10000000", "--envs", "4", "--restart",
+    proc = khop_run(run_dir, "--task", "coop-game", "--steps", "10000000", "--envs", "4", "--restart",
                     "--checkpoint-every", "1", "--set", "rollout_len=16")
     try:
         wait_started(run_dir, proc)
@@ -143,7 +143,7 @@ def test_a_sigkilled_forked_agent_is_forked_again_and_resumes(tmp_path):
 @pytest.mark.slow
 def test_a_sigkilled_launcher_leaves_no_forked_agent_alive(tmp_path):
     run_dir = tmp_path / "run"
-    proc = khop_run(run_dir, "--zygote", "--task", "coop-game", "--steps", "10000000", "--envs", "2")
+    proc = khop_run(run_dir, "--task", "coop-game", "--steps", "10000000", "--envs", "2")
     wait_started(run_dir, proc)
     kids = psutil.Process(proc.pid).children()
     assert sorted(k.name() for k in kids if k.name().startswith("agent-")) == [f"agent-{i}" for i in range(6)]
@@ -156,7 +156,7 @@ def test_a_sigkilled_launcher_leaves_no_forked_agent_alive(tmp_path):
 def test_zygote_spawned_and_inprocess_runs_give_identical_episodes(tmp_path):
     """The identity of tests/test_inprocess.py, with forked and with spawned agents."""
     args = ["--task", "coop-game", "--steps", "400", "--envs", "4", "--kappa", "1", "--seed", "3"]
-    for mode, extra in (("forked", ["--zygote"]), ("spawned", []), ("inprocess", ["--inprocess"])):
+    for mode, extra in (("forked", []), ("spawned", ["--no-zygote"]), ("inprocess", ["--inprocess"])):
         res = subprocess.run([sys.executable, "-m", "compose.cli", "run", "--run-dir", str(tmp_path / mode),
                               "--no-progress", *args, *extra], capture_output=True, text=True, timeout=600)
         assert res.returncode == 0, res.stdout + res.stderr
@@ -171,7 +171,7 @@ def test_a_zygote_that_cannot_preload_leaves_the_agents_spawned(tmp_path):
     (tmp_path / "shadow" / "mujoco.py").write_text("raise ImportError('no MuJoCo in this test')\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "shadow"), os.environ.get("PYTHONPATH", "")])}
     res = subprocess.run([sys.executable, "-m", "compose.cli", "run", "--run-dir", str(tmp_path / "run"),
-                          "--no-progress", "--zygote", "--task", "coop-game", "--steps", "200", "--envs", "2"],
+                          "--no-progress", "--task", "coop-game", "--steps", "200", "--envs", "2"],
                          capture_output=True, text=True, timeout=600, env=env)
     assert res.returncode == 0, res.stdout + res.stderr
     line = ("khop run: warning: agents start as separate Python processes: preloading failed: ImportError: "

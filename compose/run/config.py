@@ -45,9 +45,10 @@ class RunConfig(CommConfig):
     checkpoint_every: int = option(10, "updates between checkpoints", check=at_least(1))
     progress: bool = option(True, "no progress bar", flag="--no-progress", negate=True)
     inprocess: bool = option(False, "run every agent in this one process with no sockets (reference mode)")
-    zygote: bool = option(False, "fork every agent from one warm parent that imported torch and the learner code "
-                                 "once (compose/run/forkserver.py): ~16 MB private memory per agent instead of ~160, "
-                                 "seconds to start 64 (default: each agent a fresh Python process)")
+    zygote: bool = option(True, "start every agent as a fresh Python process instead of forking it from one warm "
+                                "parent that imported torch and the learner code once (compose/run/forkserver.py; "
+                                "~16 MB private memory per agent forked, ~160 spawned)", flag="--no-zygote",
+                          negate=True)
     restart: bool = option(False, "restart any agent or envserver process that dies (exponential backoff); agents "
                                   "resume from their newest checkpoint, the envserver from its step counter")
     max_restarts: int = option(5, "restarts per process with --restart (default 5)", metavar="N",
@@ -232,7 +233,7 @@ def process_args(cfg: RunConfig, n_agents: int, env_bind: str, env_connect: str,
 
 
 def resume_config(run_dir: Path, progress: bool = True, restart: bool = False, max_restarts: int = 5,
-                  tensorboard: bool = False, zygote: bool = False) -> RunConfig:
+                  tensorboard: bool = False, zygote: bool = True) -> RunConfig:
     """The RunConfig of the unfinished distributed run in ``run_dir`` (its config.json), for
     `khop run --resume`; only the supervision and display options are the caller's. The topology
     is the run's own topology.json (the graph it trained on, whatever file or generator made it)."""

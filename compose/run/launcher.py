@@ -4,8 +4,8 @@ and stopped.
 Each child is a real OS process talking TCP on 127.0.0.1. Children get PR_SET_PDEATHSIG so that
 even a SIGKILLed launcher leaves no orphans, and Ctrl-C / SIGTERM stop them in order (SIGTERM,
 grace period, SIGKILL) so agents can write their final checkpoint. Agents are forked from a warm
-parent (compose/run/zygote.py) with ``--zygote``, unless or forking is impossible here; the
-envserver is always spawned.
+parent (compose/run/zygote.py) unless ``--no-zygote`` is given or forking is impossible here (the
+run then spawns them, saying why in events.jsonl); the envserver is always spawned.
 """
 from __future__ import annotations
 
