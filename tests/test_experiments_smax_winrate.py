@@ -1,6 +1,7 @@
 """experiments/smax_winrate.py: the win-rate summary from cell records (first and last tenth of the
 steps, binned curves), and the refusal of a task that is not a battle."""
 import json
+
 import pytest
 
 from experiments import smax_winrate
