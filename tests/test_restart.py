@@ -129,6 +129,26 @@ def test_supervisor_restarts_with_backoff_up_to_its_limit(tmp_path, enabled):
                                          if enabled else ["process_exit"])
 
 
+def test_a_process_the_launcher_stops_is_not_restarted(tmp_path):
+    """The launcher SIGTERMs the envserver when no agent is left to serve; under --restart that exit
+    is its own doing, recorded and never answered by a restart (a race seen with forked agents)."""
+    procs = {"envserver": subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])}
+
+    def spawn(name):
+        raise AssertionError(f"{name} was restarted")
+    sup = Supervisor(procs, spawn, RestartPolicy(True, max_restarts=5, backoff_s=0.01), tmp_path / "events.jsonl",
+                     echo=lambda line: None)
+    sup.stopping("envserver")
+    procs["envserver"].send_signal(signal.SIGTERM)
+    end = time.monotonic() + 60
+    while not sup.down_for_good("envserver") and time.monotonic() < end:
+        sup.check()
+        time.sleep(0.02)
+    sup.close()
+    (row,) = events(tmp_path)
+    assert row["event"] == "process_exit" and row["detail"] == "stopped by the launcher" and row["code"] == -15
+
+
 def supervise(tmp_path, scripts: dict[str, list[str]], policy: RestartPolicy):
     """A Supervisor with start-up markers over real processes; ``scripts[name]`` are the Python
     sources of its successive starts, run in tmp_path/name (writing learner_config.json is the

@@ -195,7 +195,8 @@ class Launch:
     def _served(self) -> bool:
         """The envserver is done for good: finished (exit 0) or dead and not coming back. With every
         agent down for good it is told to stop, since nobody is left to serve — after
-        ENDING_GRACE_S if they all finished, since it then is ending by itself."""
+        ENDING_GRACE_S if any of them finished (exit 0: it was told BYE), since the envserver then
+        is ending by itself; a stop the launcher asked for is never answered by a restart."""
         sup = self.supervisor
         sup.check()
         if sup.failure is not None:  # a start-up failure or a resource run out: the whole run stops now
@@ -205,11 +206,12 @@ class Launch:
         if env.poll() is None and all(self.procs[n].poll() is not None and not sup.pending(n) for n in agents):
             now = time.monotonic()
             self._agents_gone_at = self._agents_gone_at or now
-            finished = all(self.procs[n].returncode == 0 for n in agents)
-            if finished and now - self._agents_gone_at < ENDING_GRACE_S:
+            said_bye = any(self.procs[n].returncode == 0 for n in agents)
+            if said_bye and now - self._agents_gone_at < ENDING_GRACE_S:
                 return False  # they were told BYE: the envserver is ending by itself
             if not self._told_to_stop:
                 print("khop run: every agent is down for good; stopping the envserver", file=sys.stderr)
+                sup.stopping("envserver")
                 env.send_signal(signal.SIGTERM)
                 self._told_to_stop = True
             return False

@@ -64,6 +64,7 @@ class Supervisor:
         self.restarts: dict[str, int] = {}
         self.due: dict[str, float] = {}  # name -> when to start it again
         self.gone: set[str] = set()  # died and will not be restarted
+        self.stopped: set[str] = set()  # told to stop by the launcher: its exit is the launcher's doing
         self.failure: RunFailure | None = None  # set once: an exit that ends the run
 
     def event(self, event: str, name: str, **detail: object) -> None:
@@ -88,6 +89,10 @@ class Supervisor:
                 continue
             code = proc.poll()
             if code is None or code == 0 or name in self.gone:
+                continue
+            if name in self.stopped:  # the launcher's SIGTERM, not a crash: recorded, never restarted
+                self.gone.add(name)
+                self.event("process_exit", name, **_exit_detail(code), detail="stopped by the launcher")
                 continue
             if self._ends_the_run(name, code, restarting):
                 continue
@@ -132,6 +137,10 @@ class Supervisor:
                                       EXIT_BAD_INPUT if code == EXIT_BAD_INPUT else EXIT_FAILED, name, exhausted)
         self.event("process_exit", name, **_exit_detail(code), error=words, detail=f"{what}; the run stops")
         return True
+
+    def stopping(self, name: str) -> None:
+        """The launcher is stopping ``name`` on purpose (nobody left to serve): do not restart it."""
+        self.stopped.add(name)
 
     def pending(self, name: str) -> bool:
         """Dead and due to be started again."""
