@@ -12,6 +12,7 @@ session ended) is continued where its checkpoints left it when it is distributed
 """
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import math
@@ -24,6 +25,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import warnings
 
 import numpy as np
 
@@ -262,6 +265,64 @@ def write_table(path_stem: Path, header: list[str], rows: list[list], preamble: 
     lines.append("|" + "---|" * len(header))
     lines += ["| " + " | ".join(cell(x) for x in r) + " |" for r in rows]
     path_stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
+
+
+def sweep_parser(doc: str, algos: list[str], *, seeds: int, steps: int, envs: int, jobs: int,
+                 jobs_help: str) -> argparse.ArgumentParser:
+    """The options every (algorithm × seed) sweep shares, with the script's own defaults."""
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    p.add_argument("--algos", nargs="+", default=list(algos))
+    p.add_argument("--seeds", type=int, default=seeds, help="seeds 0 … N−1")
+    p.add_argument("--steps", type=int, default=steps, help="env steps per run")
+    p.add_argument("--envs", type=int, default=envs)
+    p.add_argument("--jobs", type=int, default=jobs, help=jobs_help)
+    p.add_argument("--report-only", action="store_true", help="write the results from the finished runs, run none")
+    return p
+
+
+def parse_sweep(p: argparse.ArgumentParser, argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
+    """Parse and check a sweep's command line: (args with ``argv`` as given, the registered learners)."""
+    args = p.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    algos, unknown = available_algos(args.algos)
+    if unknown:
+        p.error(f"unknown algorithm(s): {', '.join(unknown)}; see `khop algos`")
+    if min(args.seeds, args.steps, args.envs, args.jobs) < 1:
+        p.error("--seeds, --steps, --envs and --jobs must be >= 1")
+    return args, algos
+
+
+def curve_mean(curves: np.ndarray) -> np.ndarray:
+    """Mean over seeds per bin; NaN where no seed finished an episode in the bin (a resumed run
+    loses the episodes in progress at the kill, so a bin can be empty)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(curves, axis=0)
+
+
+def seed_bands(ax, edges: np.ndarray, curves: dict[str, np.ndarray], colors: dict[str, str],
+               bounds: tuple[float, float] | None = None) -> None:
+    """One line per label: the mean over seeds (rows of its ``[seeds, bins]`` array) per bin and its
+    95 % band, optionally clipped to ``bounds`` (a share stays in [0, 1])."""
+    mid = 0.5 * (edges[1:] + edges[:-1])
+    for i, (label, c) in enumerate(curves.items()):
+        m, h = curve_mean(c), ci95(c, axis=0)
+        lo, hi = (m - h, m + h) if bounds is None else (np.clip(m - h, *bounds), np.clip(m + h, *bounds))
+        color = colors.get(label, f"C{i}")
+        ax.plot(mid, m, color=color, marker=".", label=f"{label} ({c.shape[0]} seeds)")
+        ax.fill_between(mid, lo, hi, color=color, alpha=0.2)
+    ax.set_xlabel("environment steps")
+    ax.grid(alpha=0.3)
+
+
+def print_results(stems: list[Path], failure: Exception | None) -> int:
+    """Print each result's Markdown, then the failure if any: the script's exit code."""
+    for stem in stems:
+        print(stem.with_suffix(".md").read_text())
+    if failure is not None:
+        print(failure, file=sys.stderr)
+        return 1
+    return 0
 
 
 def figure(rows: int = 1, cols: int = 1, size: tuple[float, float] = (6.0, 4.0)):

@@ -34,15 +34,15 @@ import os
 import shlex
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 from experiments import common
-from experiments.common import RESULTS, ROOT, Cell, available_algos, ci95, figure, record_path, run_cells, write_table
-from experiments.safe_mamujoco import FINAL_FRAC, curve_mean, mean_ci, run_record, summarise
+from experiments.common import RESULTS, ROOT, Cell, curve_mean, figure, parse_sweep, print_results, record_path, \
+    run_cells, seed_bands, sweep_parser, write_table
+from experiments.safe_mamujoco import FINAL_FRAC, mean_ci, run_record, summarise
 
 GROUP = "dpo_mamujoco"  # runs/experiments/dpo_mamujoco/
 TASKS = ("mamujoco-hopper-3x1", "mamujoco-halfcheetah-3x2")  # dpo.md Fig. 3 and 6 (the first two panels)
@@ -124,15 +124,8 @@ def identity_check(task: str, algo: str, envs: int) -> dict:
 def plot(summary: dict, path: Path, title: str) -> None:
     fig, axes = figure(1, 1, (6.5, 4.5))
     ax = axes[0, 0]
-    mid = 0.5 * (summary["edges"][1:] + summary["edges"][:-1])
-    for i, (algo, rec) in enumerate(summary["algos"].items()):
-        m, h = curve_mean(rec["ret"]), ci95(rec["ret"], axis=0)
-        color = COLORS.get(algo, f"C{i}")
-        ax.plot(mid, m, color=color, marker=".", label=f"{algo} ({len(rec['seeds'])} seeds)")
-        ax.fill_between(mid, m - h, m + h, color=color, alpha=0.2)
-    ax.set_xlabel("environment steps")
+    seed_bands(ax, summary["edges"], {algo: rec["ret"] for algo, rec in summary["algos"].items()}, COLORS)
     ax.set_ylabel("episode return")
-    ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title(title + "; mean and 95% band over seeds", fontsize=9)
     fig.tight_layout()
@@ -199,22 +192,11 @@ def write_results(args: argparse.Namespace, task: str, cells: list[Cell], checks
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = sweep_parser(__doc__, list(ALGOS), seeds=3, steps=1_000_000, envs=16, jobs=2,
+                     jobs_help="runs at once (an in-process run keeps one core busy)")
     p.add_argument("--tasks", nargs="+", default=list(TASKS))
-    p.add_argument("--algos", nargs="+", default=list(ALGOS))
-    p.add_argument("--seeds", type=int, default=3, help="seeds 0 … N−1")
-    p.add_argument("--steps", type=int, default=1_000_000, help="env steps per run")
-    p.add_argument("--envs", type=int, default=16)
-    p.add_argument("--jobs", type=int, default=2, help="runs at once (an in-process run keeps one core busy)")
     p.add_argument("--distributed", action="store_true", help="every cell through real agent processes")
-    p.add_argument("--report-only", action="store_true", help="write the results from the finished runs, run none")
-    args = p.parse_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)
-    algos, unknown = available_algos(args.algos)
-    if unknown:
-        p.error(f"unknown algorithm(s): {', '.join(unknown)}; see `khop algos`")
-    if min(args.seeds, args.steps, args.envs, args.jobs) < 1:
-        p.error("--seeds, --steps, --envs and --jobs must be >= 1")
+    args, algos = parse_sweep(p, argv)
     from envserver.tasks import task_spec
 
     for t in args.tasks:
@@ -237,13 +219,8 @@ def main(argv: list[str] | None = None) -> int:
             run_cells(cells, GROUP, args.jobs, record=run_record(None))
         except RuntimeError as err:  # write what finished, then say what did not
             failure = err
-    for t in args.tasks:
-        print(write_results(args, t, cells, checks, None if args.report_only else time.monotonic() - t0)
-              .with_suffix(".md").read_text())
-    if failure is not None:
-        print(failure, file=sys.stderr)
-        return 1
-    return 0
+    wall = None if args.report_only else time.monotonic() - t0
+    return print_results([write_results(args, t, cells, checks, wall) for t in args.tasks], failure)
 
 
 if __name__ == "__main__":

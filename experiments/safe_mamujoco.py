@@ -31,9 +31,7 @@ import argparse
 import csv
 import json
 import shlex
-import sys
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -41,15 +39,19 @@ import numpy as np
 from experiments.common import (
     RESULTS,
     Cell,
-    available_algos,
     binned,
     ci95,
+    curve_mean,
     episode_curve,
     figure,
     cell_record,
+    parse_sweep,
+    print_results,
     record_path,
     rounded,
     run_cells,
+    seed_bands,
+    sweep_parser,
     write_table,
 )
 
@@ -161,26 +163,11 @@ def summarise(cells: list[Cell], limit: float | None, bins: int = 25, group: str
     return {"edges": edges, "algos": out}
 
 
-def curve_mean(curves: np.ndarray) -> np.ndarray:
-    """Mean over seeds per bin; NaN where no seed finished an episode in the bin (a resumed run
-    loses the episodes in progress at the kill, so a bin can be empty)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmean(curves, axis=0)
-
-
 def plot(summary: dict, limit: float, path: Path, title: str) -> None:
     fig, axes = figure(1, 2, (6.5, 4.5))
-    mid = 0.5 * (summary["edges"][1:] + summary["edges"][:-1])
     for ax, key, ylabel in ((axes[0, 0], "ret", "episode return"), (axes[0, 1], "cost", "episode cost")):
-        for i, (algo, rec) in enumerate(summary["algos"].items()):
-            m, h = curve_mean(rec[key]), ci95(rec[key], axis=0)
-            color = COLORS.get(algo, f"C{i}")
-            ax.plot(mid, m, color=color, marker=".", label=f"{algo} ({len(rec['seeds'])} seeds)")
-            ax.fill_between(mid, m - h, m + h, color=color, alpha=0.2)
-        ax.set_xlabel("environment steps")
+        seed_bands(ax, summary["edges"], {algo: rec[key] for algo, rec in summary["algos"].items()}, COLORS)
         ax.set_ylabel(f"{ylabel} (1000 steps)")
-        ax.grid(alpha=0.3)
     axes[0, 1].axhline(limit, color="k", ls="--", label=f"cost limit {limit:g}")
     axes[0, 1].legend(fontsize=8)
     fig.suptitle(title + "; mean and 95% band over seeds")
@@ -286,26 +273,15 @@ def write_results(args: argparse.Namespace, cells: list[Cell], limit: float, wal
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = sweep_parser(__doc__, list(ALGOS), seeds=3, steps=1_000_000, envs=16, jobs=1,
+                     jobs_help="runs at once (one 2-agent run uses three processes)")
     p.add_argument("--task", default="safe-velocity-halfcheetah-2x3")
-    p.add_argument("--algos", nargs="+", default=list(ALGOS))
-    p.add_argument("--seeds", type=int, default=3, help="seeds 0 … N−1")
-    p.add_argument("--steps", type=int, default=1_000_000, help="env steps per run")
-    p.add_argument("--envs", type=int, default=16)
-    p.add_argument("--jobs", type=int, default=1, help="runs at once (one 2-agent run uses three processes)")
     p.add_argument("--tag", default="", help="suffix of the result files (e.g. smoke)")
-    p.add_argument("--report-only", action="store_true", help="write the results from the finished runs, run none")
-    args = p.parse_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)
+    args, algos = parse_sweep(p, argv)
     try:
         limit, _graph = task_facts(args.task)
     except ValueError as err:
         p.error(str(err))
-    algos, unknown = available_algos(args.algos)
-    if unknown:
-        p.error(f"unknown algorithm(s): {', '.join(unknown)}; see `khop algos`")
-    if min(args.seeds, args.steps, args.envs, args.jobs) < 1:
-        p.error("--seeds, --steps, --envs and --jobs must be >= 1")
     cells = make_cells(args.task, algos, args.seeds, args.steps, args.envs)
     t0, failure = time.monotonic(), None
     if not args.report_only:
@@ -313,12 +289,8 @@ def main(argv: list[str] | None = None) -> int:
             run_cells(cells, GROUP, args.jobs, record=run_record(limit))
         except RuntimeError as err:  # write what finished, then say what did not
             failure = err
-    stem = write_results(args, cells, limit, None if args.report_only else time.monotonic() - t0)
-    print(stem.with_suffix(".md").read_text())
-    if failure is not None:
-        print(failure, file=sys.stderr)
-        return 1
-    return 0
+    return print_results([write_results(args, cells, limit, None if args.report_only else time.monotonic() - t0)],
+                         failure)
 
 
 if __name__ == "__main__":

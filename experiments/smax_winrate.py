@@ -15,18 +15,16 @@ Results: experiments/results/smax_winrate_<task>.{png,md,csv,json}.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import shlex
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from experiments.common import RESULTS, Cell, available_algos, binned, ci95, figure, record_path, rounded, \
-    run_cells, write_table
-from experiments.safe_mamujoco import curve_mean, mean_ci
+from experiments.common import RESULTS, Cell, binned, curve_mean, figure, parse_sweep, print_results, record_path, \
+    rounded, run_cells, seed_bands, sweep_parser, write_table
+from experiments.safe_mamujoco import mean_ci
 
 GROUP = "smax_winrate"  # runs/experiments/smax_winrate/
 COLORS = {"dpo": "tab:red", "ippo": "tab:gray"}
@@ -70,16 +68,9 @@ def summarise(cells: list[Cell]) -> dict:
 def plot(summary: dict, path: Path, title: str) -> None:
     fig, axes = figure(1, 1, (6.5, 4.5))
     ax = axes[0, 0]
-    mid = 0.5 * (summary["edges"][1:] + summary["edges"][:-1])
-    for i, (algo, rec) in enumerate(summary["algos"].items()):
-        m, h = curve_mean(rec["won"]), ci95(rec["won"], axis=0)
-        color = COLORS.get(algo, f"C{i}")
-        ax.plot(mid, m, color=color, marker=".", label=f"{algo} ({len(rec['seeds'])} seeds)")
-        ax.fill_between(mid, np.clip(m - h, 0, 1), np.clip(m + h, 0, 1), color=color, alpha=0.2)
-    ax.set_xlabel("environment steps")
+    seed_bands(ax, summary["edges"], {algo: rec["won"] for algo, rec in summary["algos"].items()}, COLORS, (0, 1))
     ax.set_ylabel("share of episodes won")
     ax.set_ylim(-0.02, 1.02)
-    ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title(title + "; mean and 95% band over seeds", fontsize=9)
     fig.tight_layout()
@@ -91,23 +82,12 @@ HEADER = ["algorithm", "seeds finished", "win rate, first 10 % of steps", "win r
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = sweep_parser(__doc__, ["ippo", "dpo"], seeds=2, steps=300_000, envs=8, jobs=1,
+                     jobs_help="runs at once (an in-process run keeps one core busy)")
     p.add_argument("--task", default="smax-3m")
-    p.add_argument("--algos", nargs="+", default=["ippo", "dpo"])
-    p.add_argument("--seeds", type=int, default=2, help="seeds 0 … N−1")
-    p.add_argument("--steps", type=int, default=300_000, help="env steps per run")
-    p.add_argument("--envs", type=int, default=8)
-    p.add_argument("--jobs", type=int, default=1, help="runs at once (an in-process run keeps one core busy)")
-    p.add_argument("--report-only", action="store_true", help="write the results from the finished runs, run none")
-    args = p.parse_args(argv)
-    argv_used = list(sys.argv[1:] if argv is None else argv)
-    algos, unknown = available_algos(args.algos)
-    if unknown:
-        p.error(f"unknown algorithm(s): {', '.join(unknown)}; see `khop algos`")
+    args, algos = parse_sweep(p, argv)
     if not args.task.startswith("smax-"):
         p.error(f"--task {args.task}: choose an SMAX battle (`khop tasks`: smax-*)")
-    if min(args.seeds, args.steps, args.envs, args.jobs) < 1:
-        p.error("--seeds, --steps, --envs and --jobs must be >= 1")
     cells = [Cell(args.task, a, s, args.steps, args.envs) for s in range(args.seeds) for a in algos]
     t0, failure = time.monotonic(), None
     if not args.report_only:
@@ -123,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     missing = [c.name for c in cells if not record_path(c, GROUP).exists()]
     if summary["algos"]:
         plot(summary, stem.with_suffix(".png"), f"{args.task}, {args.steps:,} steps, `khop run --inprocess`")
-    command = "python -m experiments.smax_winrate " + shlex.join(a for a in argv_used if a != "--report-only")
+    command = "python -m experiments.smax_winrate " + shlex.join(a for a in args.argv if a != "--report-only")
     rows = [[a, len(r["seeds"]), mean_ci(r["first"], 2), mean_ci(r["last"], 2),
              " / ".join(f"{f:.2f} → {l:.2f}" for f, l in zip(r["first"], r["last"])),
              " / ".join(map(str, r["episodes"]))] for a, r in summary["algos"].items()]
@@ -142,11 +122,7 @@ def main(argv: list[str] | None = None) -> int:
          "algos": {a: {"seeds": r["seeds"], "first": r["first"], "last": r["last"], "episodes": r["episodes"],
                        "win_curve_mean": curve_mean(r["won"]).tolist()} for a, r in summary["algos"].items()}},
         indent=1))
-    print(stem.with_suffix(".md").read_text())
-    if failure is not None:
-        print(failure, file=sys.stderr)
-        return 1
-    return 0
+    return print_results([stem], failure)
 
 
 if __name__ == "__main__":
