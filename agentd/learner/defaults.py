@@ -20,6 +20,9 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     "mpe": {
         "d_target": 0.01,  # dpo.md appendix B: 0.01 for MPE (simple spread, line and circle control)
     },
+    "smax": {
+        "d_target": 0.02,  # dpo.md appendix B: 0.02 for SMAC, whose re-implementation the SMAX battles are
+    },
     # dpo.md appendix B: d_target 0.001 for multi-agent MuJoCo, every robot family (the
     # Safety-Gymnasium velocity tasks are MaMuJoCo robots too)
     **{family: {"d_target": 0.001} for family in (
