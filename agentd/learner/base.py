@@ -41,7 +41,7 @@ from envserver.tasks.base import AgentSpec
 
 from . import checkpoint
 from .adam import Adam
-from .buffer import ADV_NORMS, Batch, EpisodeCosts, RolloutBuffer, gae, standardise
+from .buffer import ADV_NORMS, Batch, EpisodeCosts, RolloutBuffer, checked_transition, gae, standardise
 from .coef import Coefs
 from .config import COMMON_KEYS, LearnerConfig, apply_overrides
 from .dists import Categorical, DiagGaussian
@@ -227,19 +227,7 @@ class Learner(Playing):
 
     def _check_transition(self, reward: np.ndarray, cost: np.ndarray,
                           done: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        e = self.n_envs
-        reward = np.asarray(reward, dtype=np.float32)
-        cost = np.asarray(cost, dtype=np.float32)
-        done = np.asarray(done, dtype=bool)
-        if cost.ndim == 1:
-            cost = cost[:, None]
-        if reward.shape != (e,) or done.shape != (e,) or cost.ndim != 2 or cost.shape[0] != e:
-            raise ValueError(f"expected reward [{e}], cost [{e}, n_costs], done [{e}]; got "
-                             f"{reward.shape}, {cost.shape}, {done.shape}")
-        if self.n_costs and cost.shape[1] != self.n_costs:
-            raise ValueError(f"algo {self.algo!r} has {self.n_costs} cost limit(s) but observes "
-                             f"{cost.shape[1]} cost column(s)")
-        return reward, cost, done
+        return checked_transition(reward, cost, done, self.n_envs, self.n_costs, self.algo)
 
     def observe(self, reward: np.ndarray, cost: np.ndarray, done: np.ndarray) -> None:
         """Complete the last act()'s transition. ``done`` = terminated OR truncated: truncation is

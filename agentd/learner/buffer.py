@@ -84,6 +84,24 @@ def centre(x: np.ndarray) -> np.ndarray:
 ADV_NORMS: dict[str, Callable[[np.ndarray], np.ndarray]] = {"standardise": standardise, "centre": centre}
 
 
+def checked_transition(reward: np.ndarray, cost: np.ndarray, done: np.ndarray, n_envs: int, n_costs: int,
+                       algo: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One step's (reward [E], cost [E, n_costs], done [E]) as the buffers store them, or a one-line
+    ValueError naming the shapes: what an agent hands its learner is checked before it is kept."""
+    e = n_envs
+    reward = np.asarray(reward, dtype=np.float32)
+    cost = np.asarray(cost, dtype=np.float32)
+    done = np.asarray(done, dtype=bool)
+    if cost.ndim == 1:
+        cost = cost[:, None]
+    if reward.shape != (e,) or done.shape != (e,) or cost.ndim != 2 or cost.shape[0] != e:
+        raise ValueError(f"expected reward [{e}], cost [{e}, n_costs], done [{e}]; got "
+                         f"{reward.shape}, {cost.shape}, {done.shape}")
+    if n_costs and cost.shape[1] != n_costs:
+        raise ValueError(f"algo {algo!r} has {n_costs} cost limit(s) but observes {cost.shape[1]} cost column(s)")
+    return reward, cost, done
+
+
 class RolloutBuffer:
     """Fixed-size buffer filled one ``act`` (``add``) + ``observe`` (``complete``) pair at a time."""
 
