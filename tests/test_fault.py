@@ -48,9 +48,11 @@ def test_paused_agent_rejoins_stays_up_and_its_neighbours_keep_their_step(tmp_pa
     """SIGSTOP an agent for longer than the envserver's deadline, then SIGCONT it: it is marked down,
     comes back (agent_rejoin), keeps writing metric rows and is never marked down again; its
     neighbours, whose relay waited for it, never miss the deadline themselves."""
-    run_dir, paused, deadline = tmp_path / "run", 2, 6.0
-    proc = khop_run(run_dir, "--task", "coop-game", "--steps", "6000", "--envs", "4", "--deadline", str(deadline),
-                    "--set", "rollout_len=16")
+    run_dir, paused, deadline, steps = tmp_path / "run", 2, 6.0, 24000
+    # long enough that the others are far from done when the paused agent comes back: without it they
+    # step ~120 locksteps/s here (6000 steps ended 12 s after the agent was marked down)
+    proc = khop_run(run_dir, "--task", "coop-game", "--steps", str(steps), "--envs", "4", "--deadline",
+                    str(deadline), "--set", "rollout_len=16")
     try:
         wait_started(run_dir, proc)
         wait_for("agent rows", lambda: len(metric_rows(run_dir, paused)) >= 3, 300, proc)
@@ -58,9 +60,11 @@ def test_paused_agent_rejoins_stays_up_and_its_neighbours_keep_their_step(tmp_pa
         agent.suspend()
         wait_for("agent_down", lambda: any(e["event"] == "agent_down" and e["agent"] == paused
                                            for e in events(run_dir)), 120, proc)
-        time.sleep(2 * deadline)
+        time.sleep(2.0)
         agent.resume()
         resumed_at = time.time()
+        at = json.loads((run_dir / "envserver" / "status.json").read_text())["env_step"]
+        assert at < steps // 2, f"the run was at env step {at} of {steps} when the agent came back: make it longer"
         out = proc.communicate(timeout=600)[0].decode()
     finally:
         if proc.poll() is None:

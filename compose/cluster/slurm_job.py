@@ -120,6 +120,7 @@ class SlurmLaunch(Launch):
     """One run inside a SLURM job (this module's docstring)."""
 
     child_files = StepFiles
+    forks_agents = False  # each process is its own srun step, on the node SLURM placed it
 
     def __init__(self, cfg: RunConfig, resume: bool = False) -> None:
         super().__init__(cfg, resume)

@@ -79,6 +79,7 @@ class Launch:
     run directory never has two launchers."""
 
     child_files = ChildFiles  # what the supervisor reads of a child's files (start-up marker, last words)
+    forks_agents = True  # agents may be forked from the zygote (not where each process is placed by an engine)
 
     def __init__(self, cfg: RunConfig, resume: bool = False) -> None:
         self.cfg = cfg
@@ -164,7 +165,7 @@ class Launch:
             return self.spawn(name, commands[name])
         self.supervisor = Supervisor(self.procs, start_one, RestartPolicy(self.cfg.restart, self.cfg.max_restarts),
                                      self.dir / "events.jsonl", files=self.child_files(self.dir))
-        if self.cfg.zygote:  # it preloads while the envserver starts
+        if self.cfg.zygote and self.forks_agents:  # it preloads while the envserver starts
             self.zygote, why = start_zygote(self.dir, [c for n, c in commands.items() if n != "envserver"], spawn)
             if self.zygote is None:
                 self._without_zygote(why)
