@@ -127,7 +127,7 @@ def plot(summary: dict, path: Path, title: str) -> None:
     seed_bands(ax, summary["edges"], {algo: rec["ret"] for algo, rec in summary["algos"].items()}, COLORS)
     ax.set_ylabel("episode return")
     ax.legend(fontsize=8)
-    ax.set_title(title + "; mean and 95% band over seeds", fontsize=9)
+    ax.set_title(title + "\nmean and 95% band over seeds", fontsize=9)  # two lines: one overran the figure
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
