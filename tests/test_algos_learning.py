@@ -91,6 +91,30 @@ def test_action_kind_and_cost_checks() -> None:
         _make("ippo", update_order="sequentially")
 
 
+@pytest.mark.parametrize("algo", ["ippo", "macpo"])
+def test_continuous_actions_are_sent_clipped_or_raw_and_the_buffer_keeps_the_sample(algo: str) -> None:
+    """clip_actions (default on) clips what act() returns into the action range; off, act() returns the
+    Gaussian sample itself (MACPO's and SafePO's runners send it raw). The buffer stores the sample either way,
+    so the update's log-probabilities are those of the action drawn."""
+    obs, crit = np.zeros((E, 3), np.float32), np.zeros((E, 5), np.float32)
+    sent = {}
+    for clip in (True, False):
+        lrn = _make(algo, CONTINUOUS, seed=3, init_log_std=1.0, clip_actions=clip)  # σ ≈ 2.7: most samples outside
+        sent[clip] = lrn.act(obs, crit)
+        stored = lrn.buffer.actions[0]
+        assert sent[clip].dtype == np.float32 and (np.abs(stored) > 1.0).any()
+        if clip:
+            assert sent[clip].min() >= -1.0 and sent[clip].max() <= 1.0
+            assert np.array_equal(sent[clip], np.clip(stored, -1.0, 1.0))
+        else:
+            assert np.array_equal(sent[clip], stored)
+        played = lrn.policy_action(obs, crit, deterministic=False)
+        assert (np.abs(played) <= 1.0).all() if clip else (np.abs(played) > 1.0).any()
+    assert np.array_equal(sent[True], np.clip(sent[False], -1.0, 1.0))  # the same draw, only clipped
+    with pytest.raises(ValueError, match="clip_actions"):
+        _make("iql", DISCRETE, clip_actions=False)  # the off-policy learners explore their own way
+
+
 # ------------------------------------------------------------------ learning: unconstrained
 @pytest.mark.parametrize("algo", ["dpo-no-sqrt", "dpo-no-kl", "ippo-kl", "happo", "dec-mappo-l"])
 def test_learns_discrete_bandit(algo: str) -> None:

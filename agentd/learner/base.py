@@ -52,7 +52,8 @@ CKPT_KEYS = frozenset({"format", "algo", "spec", "cfg", "modules", "obs_norm", "
                        "extra", "torch_rng", "numpy_rng", "counters"})
 TOKEN_MAX = 1e3  # token_out clips M to [0, TOKEN_MAX]: a product of ratios over many agents can explode
 # the fields the policy-gradient base reads beyond config.COMMON_KEYS (MACPO's trust region skips the actor step's)
-BATCH_KEYS = ("init_log_std", "gae_lambda", "epochs", "minibatches", "minibatch_size")  # actor σ, GAE, epoch loop
+BATCH_KEYS = ("init_log_std", "clip_actions", "gae_lambda", "epochs", "minibatches",
+              "minibatch_size")  # actor σ and what is sent, GAE, epoch loop
 ACTOR_STEP_KEYS = ("lr_actor", "ent_coef", "clip")  # _actor_step: Adam, entropy bonus, clip_frac
 
 
@@ -200,7 +201,8 @@ class Learner(Playing):
 
         The running normalisers are updated here and only here, so an update sees exactly the
         inputs the networks saw while acting. Continuous actions are returned clipped to
-        [act_low, act_high]; the buffer keeps the unclipped sample its log-prob belongs to.
+        [act_low, act_high] (unless ``clip_actions`` is off); the buffer keeps the unclipped
+        sample its log-prob belongs to.
         ``mask`` [E, n_actions] bool: the available actions, for a task with action masks (the
         stored distribution is the masked one, see dists.py).
         """
@@ -218,7 +220,7 @@ class Learner(Playing):
             action, logp = self.dist.sample(params, self.gen)
         a = action.numpy()
         self.buffer.add(obs, critic_in, a, logp.numpy(), params.numpy())
-        if self.discrete:
+        if self.discrete or not self.cfg.clip_actions:
             return a.copy()
         # the same float32 values as np.clip(…).astype(np.float32), without np.clip's wrapper and a
         # second copy (2.6 → 1.4 µs at batch 8, bench/NOTES.md §12)

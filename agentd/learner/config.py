@@ -27,6 +27,11 @@ class LearnerConfig:
     hidden: int = 128  # hidden units per layer (dpo.md Table 2: hidden size 128)
     hidden_layers: int = 2  # 2 hidden + 1 output = "3-layer MLP", ReLU (dpo.md Table 2)
     init_log_std: float = -0.5  # continuous actions: initial state-independent log σ (σ≈0.61)
+    # continuous actions: clip the Gaussian sample into the action range before sending it (khop's choice), or
+    # send the sample itself, as MACPO's runner (macpo/algorithms/utils/act.py) and SafePO's
+    # (safepo/common/wrappers.py) do — the MuJoCo tasks then charge their control cost on the raw sample and
+    # MuJoCo clamps the control (docs/tasks.md "Exactness"). The buffer keeps the raw sample either way.
+    clip_actions: bool = True
 
     # --- acting (every env step) ---
     normalize_obs: bool = True  # running mean/var normalisation of actor and critic inputs, clip ±10

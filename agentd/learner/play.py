@@ -76,7 +76,7 @@ class Playing:
     def policy_action(self, obs: np.ndarray, critic_in: np.ndarray, deterministic: bool = True,
                       mask: np.ndarray | None = None) -> np.ndarray:
         """The current policy's action for each row. ``deterministic``: the mode (argmax, or the
-        Gaussian mean clipped to the action range); otherwise a sample drawn with the learner's
+        Gaussian mean, clipped to the action range as in training unless ``clip_actions`` is off); otherwise a sample drawn with the learner's
         own generator (discrete: from :meth:`action_probs`, over the actions ``mask`` allows)."""
         if self.discrete:
             probs = self.action_probs(obs, critic_in, deterministic, mask)
@@ -86,4 +86,6 @@ class Playing:
         with torch.inference_mode():
             params = self.actor(self._policy_input(obs, critic_in))
             a = DiagGaussian.split(params)[0] if deterministic else self.dist.sample(params, self.gen)[0]
+        if not self.cfg.clip_actions:  # played as the team was trained: the raw action, clamped by the task
+            return a.numpy().astype(np.float32)
         return np.clip(a.numpy(), self.agent.act_low, self.agent.act_high).astype(np.float32)
