@@ -150,6 +150,33 @@ def test_gaussian_formulas_match_torch_distributions() -> None:
     torch.testing.assert_close(DiagGaussian.log_prob(new, action), q.log_prob(action), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("algo,agent", [("dpo", CONTINUOUS), ("ippo", DISCRETE), ("macpo", CONTINUOUS)])
+def test_acting_network_in_numpy_is_the_trained_one(tmp_path: Path, algo: str, agent: AgentSpec) -> None:
+    """Acting runs the actor in numpy on views of its weights (nets.MLP.infer): it must compute the torch
+    actor's function at every moment — fresh, after updates change the weights in place (MACPO's line
+    search included), and after a checkpoint of another learner is loaded into one that has acted."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(E, agent.obs_dim)).astype(np.float32)
+
+    def same(learner: Learner) -> None:
+        with torch.no_grad():
+            want = learner.actor(torch.from_numpy(x))
+        torch.testing.assert_close(learner.actor.infer(x.copy()), want, rtol=1e-5, atol=1e-6)
+
+    learner = _learner(algo, agent, seed=1)
+    same(learner)
+    before = learner.actor.infer(x.copy()).clone()
+    _rollout(learner, REWARD[agent.act_kind], rng)
+    assert not torch.equal(learner.actor.infer(x.copy()), before)  # the update was seen
+    same(learner)
+    path = learner.save_checkpoint(tmp_path, step=1)
+    other = _learner(algo, agent, seed=7)
+    _rollout(other, REWARD[agent.act_kind], rng)  # has acted: its views exist
+    other.load_checkpoint(path)
+    same(other)
+    torch.testing.assert_close(other.actor.infer(x.copy()), learner.actor.infer(x.copy()), rtol=0, atol=0)
+
+
 # ------------------------------------------------------------------ β rule (dpo.md eq. 21)
 def test_beta_update_rule() -> None:
     dpo = _learner("dpo", DISCRETE)  # d_target 0.1, δ 1.5, ω 2, β 0.01

@@ -213,10 +213,10 @@ class Learner(Playing):
             self.obs_norm.update(obs)
             self.critic_norm.update(critic_in)
             obs, critic_in = self.obs_norm.normalize(obs), self.critic_norm.normalize(critic_in)
-        # inference_mode, not no_grad: nothing here is ever differentiated (the buffer keeps numpy
-        # copies), and it skips autograd's version bookkeeping: −16 µs of ~100 per call (bench/NOTES.md §5)
+        # the actor's network in numpy (nets.MLP.infer: a third of torch's cost at batch E); inference_mode
+        # for the distribution's few torch operators: it skips autograd's version bookkeeping (bench/NOTES.md §5)
         with torch.inference_mode():
-            params = self._apply_mask(self.actor(torch.from_numpy(critic_in if self.khop_actor else obs)), mask)
+            params = self._apply_mask(self.actor.infer(critic_in if self.khop_actor else obs), mask)
             action, logp = self.dist.sample(params, self.gen)
         a = action.numpy()
         self.buffer.add(obs, critic_in, a, logp.numpy(), params.numpy())

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -80,12 +81,16 @@ class DiagGaussian:
 
     @staticmethod
     def sample(params: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        mean, log_std = DiagGaussian.split(params)
-        eps = torch.randn(mean.shape, generator=gen, dtype=mean.dtype)
-        action = mean + log_std.exp() * eps
+        """Draw with the learner's own generator; (action, log-prob). Acting only (``params`` needs no
+        gradient): the arithmetic is numpy's, a third of torch's per-operator cost at batch E."""
+        p = params.numpy()
+        d = p.shape[-1] // 2
+        mean, log_std = p[..., :d], p[..., d:]
+        eps = torch.randn(mean.shape, generator=gen, dtype=params.dtype).numpy()
+        action = mean + np.exp(log_std) * eps
         # (x−μ)/σ is eps itself: no division, and exactly the formula log_prob() uses.
-        logp = (-0.5 * eps.square() - log_std - _HALF_LOG_2PI).sum(-1)
-        return action, logp
+        logp = (-0.5 * (eps * eps) - log_std - _HALF_LOG_2PI).sum(-1)
+        return torch.from_numpy(action), torch.from_numpy(logp)
 
     @staticmethod
     def log_prob(params: torch.Tensor, action: torch.Tensor) -> torch.Tensor:

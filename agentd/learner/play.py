@@ -69,7 +69,7 @@ class Playing:
         if not self.discrete:
             raise ValueError(f"action_probs is for discrete actions; this agent's are {self.agent.act_kind}")
         with torch.inference_mode():
-            params = self._apply_mask(self.actor(self._policy_input(obs, critic_in)), mask)
+            params = self._apply_mask(self.actor.infer(self._policy_input(obs, critic_in).numpy()), mask)
             probs = torch.exp(params).double().numpy()
         return one_hot_argmax(probs) if deterministic else probs / probs.sum(axis=1, keepdims=True)
 
@@ -84,7 +84,7 @@ class Playing:
                 return probs.argmax(axis=1).astype(np.int64)
             return torch.multinomial(torch.from_numpy(probs), 1, generator=self.gen).squeeze(-1).numpy()
         with torch.inference_mode():
-            params = self.actor(self._policy_input(obs, critic_in))
+            params = self.actor.infer(self._policy_input(obs, critic_in).numpy())
             a = DiagGaussian.split(params)[0] if deterministic else self.dist.sample(params, self.gen)[0]
         return self._as_sent(a.numpy())
 
