@@ -105,7 +105,7 @@ class EnvLink:
             self.sock.setsockopt(zmq.RCVTIMEO, timeout_ms)
             self._timeout_ms = timeout_ms
         try:
-            frames = self.sock.recv_multipart(copy=True)
+            frames = P.recv(self.sock)
         except zmq.Again:  # RCVTIMEO passed
             return None
         msg = P.decode(frames)

@@ -211,6 +211,7 @@ class LinkCounters:
     budget_blocked: dict = field(default_factory=lambda: defaultdict(int))  # refused by the bucket
     msgs_unsent: dict = field(default_factory=lambda: defaultdict(int))  # send queue full (peer unreachable)
     rejected: int = 0
+    bytes_sent_all: int = 0  # Σ bytes_sent, kept as it grows: the relay reads it twice per exchange
 
     def totals(self) -> dict[str, int]:
         out = {name: sum(getattr(self, name).values())
@@ -236,6 +237,7 @@ class LinkCounters:
 
     def count_sent(self, peer: int, phase: str, nbytes: int) -> None:
         self.bytes_sent[(peer, phase)] += nbytes
+        self.bytes_sent_all += nbytes
         self.msgs_sent[(peer, phase)] += 1
 
     def count_received(self, peer: int, phase: str, nbytes: int) -> None:
@@ -274,6 +276,7 @@ class NeighbourLinks:
         self.inbox = ctx.socket(zmq.ROUTER)
         self.inbox.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
         self.inbox.setsockopt(zmq.LINGER, 0)
+        self._rcvtimeo = -1  # RCVTIMEO as set on the inbox (see _wait_frames)
         # A ROUTER ignores a connection whose identity is still held by an older one (and later reads
         # its data frames as identities), so the inbox must drop a dead connection before the
         # neighbour's DEALER gives up on it and reconnects. Not ROUTER_HANDOVER: without CurveZMQ
@@ -373,10 +376,22 @@ class NeighbourLinks:
         return {**self.liveness.stats(), **self.watch.poll()}
 
     # ------------------------------------------------------------------ receive
-    def _read_one(self) -> tuple[int, P.Message, int] | None:
-        """Read and validate one frame set off the inbox (the caller knows one is there)."""
-        frames = self.inbox.recv_multipart(copy=self.curve is None)  # frames carry the key's name
-        ident, body = (frames[0], frames[1:]) if self.curve is None else (frames[0].bytes, frames[1:])
+    def _wait_frames(self, timeout_ms: int) -> list[zmq.Frame] | None:
+        """The inbox's next frame set, waiting up to ``timeout_ms`` in libzmq's own blocking receive
+        (RCVTIMEO), or None: one call where ``Socket.poll`` built a Python Poller for every wait."""
+        if timeout_ms != self._rcvtimeo:
+            self.inbox.setsockopt(zmq.RCVTIMEO, timeout_ms)
+            self._rcvtimeo = timeout_ms
+        try:
+            return P.recv(self.inbox)
+        except zmq.Again:
+            return None
+
+    def _read_one(self, frames: list[zmq.Frame] | None = None) -> tuple[int, P.Message, int] | None:
+        """Validate one frame set off the inbox (read here if not given: the caller knows one is there)."""
+        if frames is None:
+            frames = P.recv(self.inbox)  # zmq.Frames: the identity frame carries the key's name under CurveZMQ
+        ident, body = frames[0].bytes, frames[1:]
         try:
             peer = int(ident.decode())
             if peer not in self.peers:
@@ -438,8 +453,10 @@ class NeighbourLinks:
                 return peer, msg
             wake = min(end, self._held[0][0]) if self._held else end
             wait_ms = min(max(0.0, (wake - now) * 1000), self.liveness.interval_s * 1000)
-            if P.readable(self.inbox) or (wait_ms > 0 and self.inbox.poll(math.ceil(wait_ms))):
-                item = self._read_one()
+            frames = (P.recv(self.inbox) if P.readable(self.inbox)
+                      else self._wait_frames(math.ceil(wait_ms)) if wait_ms > 0 else None)
+            if frames is not None:
+                item = self._read_one(frames)
                 if item is not None:
                     self._admit(*item, now=self.clock())
                 continue

@@ -365,7 +365,7 @@ class KHopRelay:
 
     def exchange(self, t: int, own_obs: np.ndarray) -> np.ndarray:
         """Run this step's rounds and return the critic input [E, critic_dim]."""
-        sent_before = sum(self.links.counters.bytes_sent.values())
+        sent_before = self.links.counters.bytes_sent_all
         if self.links.budget is not None:
             self.links.budget.refill(t)
         self.node.begin(t, own_obs)
@@ -379,7 +379,7 @@ class KHopRelay:
             self.links.progress = (t, rnd)
             for peer, msg in self._gather(t, rnd, self.node.expected(rnd), start + rnd * self.slot_s, start):
                 self.node.accept(rnd, peer, msg)
-        self.step_bytes = sum(self.links.counters.bytes_sent.values()) - sent_before
+        self.step_bytes = self.links.counters.bytes_sent_all - sent_before
         self.step_bytes_max = max(self.step_bytes_max, self.step_bytes)
         return self.node.critic_input()
 

@@ -139,12 +139,11 @@ class EnvServer:
 
     def _receive(self, timeout_ms: int) -> tuple[bytes, P.Message] | None:
         """One inbound message, validated; HELLOs are handled here. None on timeout or bad frame."""
-        copy = self.curve is None  # with CURVE, frames carry the key's name (User-Id)
         # most ACTs are already queued when we look: skip the poll system call for them
         if not P.readable(self.sock) and not self.sock.poll(timeout_ms):
             return None
-        frames = self.sock.recv_multipart(copy=copy)
-        route, body = (frames[0], frames[1:]) if copy else (frames[0].bytes, frames[1:])
+        frames = P.recv(self.sock)  # with CURVE, the identity frame carries the key's name (User-Id)
+        route, body = frames[0].bytes, frames[1:]
         try:
             msg = P.decode(body, self.cfg.max_message_bytes)
             if (self.curve is not None and msg.type == "HELLO"
