@@ -1,18 +1,21 @@
 """The floor in the benchmark (issue 16 item 1): khop's acting rate against the lean loop
 (bench/lean_loop.py) — the same lockstep with bare pyzmq — measured alternately in one run.
 
-For each cell (N, κ, E) three variants take turns, round after round:
+For each cell (N, κ, E) four variants take turns, round after round:
 
 * ``lean-msgs``    — the lean loop's messages only (STEP, κ relay rounds, ACT; no physics, no network);
 * ``lean-compute`` — the same messages plus the same compute: E MuJoCo copies of the task's robot
   and the DPO acting network at batch E in every agent;
+* ``lean-parts``   — the same again built from khop's own protocol codec and learner (the lean
+  loop's ``parts`` level): what khop's validation and acting bookkeeping cost without its orchestration;
 * ``khop``         — a real distributed ``khop run`` acting only (bench/grid.py's cell: dpo, the
   rollout longer than the run, so no update), timed by bench/measure.py from all agents ready.
 
 Both sides run on a ring (``--topology ring`` for khop), so the messages per lockstep are the
-same. The order rotates each round (A B C, B C A, C A B …), so neither load drift on the shared
+same. The order rotates each round (A B C D, B C D A, …), so neither load drift on the shared
 machine nor going first favours a variant. Reported: env steps/s (locksteps × E) per variant, the
-median over rounds, and the ratios khop / lean-compute and khop / lean-msgs, each the median of
+median over rounds, and the ratios khop / lean-compute, khop / lean-msgs, khop / lean-parts and
+lean-parts / lean-compute, each the median of
 the per-round ratios (one round's three runs share a few seconds of load).
 
     python -m bench.floor --quick                       # N = 6, κ = 1, E = 8, two rounds
@@ -44,8 +47,10 @@ from .lean_loop import run_lean
 from .measure import load_average, run_distributed
 from .tables import render_floor
 
-VARIANTS = ("lean-msgs", "lean-compute", "khop")
-RATIOS = {"khop/lean-compute": ("khop", "lean-compute"), "khop/lean-msgs": ("khop", "lean-msgs")}
+VARIANTS = ("lean-msgs", "lean-compute", "lean-parts", "khop")
+LEVEL = {"lean-msgs": "msgs", "lean-compute": "compute", "lean-parts": "parts"}
+RATIOS = {"khop/lean-compute": ("khop", "lean-compute"), "khop/lean-msgs": ("khop", "lean-msgs"),
+          "khop/lean-parts": ("khop", "lean-parts"), "lean-parts/lean-compute": ("lean-parts", "lean-compute")}
 FAMILY = TASKS["halfcheetah"]
 LOCKSTEPS_PER_S = 3000  # above any khop acting rate seen here (bench/NOTES.md): the cap must outlast --seconds
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -63,7 +68,7 @@ def measure(variant: str, task: str, kappa: int, envs: int, seconds: float, run_
         res = run_distributed(khop_config(task, kappa, envs, seconds, run_dir), seconds=seconds)
         return {k: res[k] for k in ("steps_per_s", "cpu_us_per_step", "window_s", "load_1m", "failed")}
     try:
-        res = run_lean(task, kappa, envs, seconds, compute=variant == "lean-compute")
+        res = run_lean(task, kappa, envs, seconds, LEVEL[variant])
     except (RuntimeError, subprocess.TimeoutExpired) as err:  # recorded; the other cells still run
         return {"steps_per_s": None, "cpu_us_per_step": None, "window_s": 0.0, "load_1m": load_average(),
                 "failed": {variant: str(err)[-300:]}}
@@ -108,7 +113,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--n", type=int, nargs="+", default=None, help=f"agents: {' '.join(map(str, FAMILY))}")
     p.add_argument("--kappa", type=int, nargs="+", default=None, help="relay depths (default 0 1 2)")
     p.add_argument("--envs", type=int, nargs="+", default=None, help="env copies E (default 1 8 32)")
-    p.add_argument("--rounds", type=int, default=None, help="rounds of the three variants per cell (default 3)")
+    p.add_argument("--rounds", type=int, default=None, help="rounds of the four variants per cell (default 3)")
     p.add_argument("--seconds", type=float, default=None, help="timed stepping per run (default 3)")
     p.add_argument("--out", type=Path, default=RESULTS / "floor.json", help="JSON; the table goes next to it (.md)")
     args = p.parse_args(argv)

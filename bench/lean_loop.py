@@ -9,14 +9,25 @@ rows of the origin r − 1 hops the other way (round 1: its own), and only when 
 them — so every origin of the κ-ball arrives exactly once, the message count of khop's relay plan
 (agentd/relay.py) on the same ring, and nothing else travels (no header beyond a round number).
 
-``compute`` adds the work any implementation must do besides messages: the server steps E copies
-of the task's own MuJoCo robot at the task's frame skip, writing the ACTs into ``ctrl`` and copying
-state columns into each agent's observation rows; every agent runs khop's acting network (the DPO
-defaults: a ReLU MLP of ``LearnerConfig.hidden`` × ``hidden_layers`` on its own observation, one
-thread, as agentd sets torch) at batch E and samples a Gaussian action. Without it (messages only)
-the server sends fixed buffers of the same shapes and the agents answer with zeros.
+Three levels (``--level``):
 
-    python -m bench.lean_loop safe-halfcheetah-6x1 1 8 --seconds 5 --compute
+* ``msgs`` — messages only: the server sends fixed buffers of the STEP's shape, the agents answer
+  with zeros;
+* ``compute`` — plus the work any implementation must do besides messages: the server steps E
+  copies of the task's own MuJoCo robot at the task's frame skip, writing the ACTs into ``ctrl``
+  and copying state columns into each agent's observation rows; every agent runs khop's acting
+  network (the DPO defaults: a ReLU MLP of ``LearnerConfig.hidden`` × ``hidden_layers`` on its own
+  observation, one thread, as agentd sets torch) at batch E and samples a Gaussian action;
+* ``parts`` — plus what khop's guarantees and its learner add per message and per step, built from
+  khop's own components and nothing else (:class:`Parts`): every message is khop's frame set,
+  encoded and validated from the wire by envserver/protocol.py (STEP with its reward, costs and
+  flags; STATE with its header; ACT checked for shape and finiteness), the critic input is
+  assembled as the relay assembles it, and the agent acts with the real learner (``act`` +
+  ``observe``: normalisers, rollout buffer) rather than the bare network. The distance from here
+  to khop is khop's orchestration: links, relay bookkeeping, liveness, counters, the envserver's
+  step accounting.
+
+    python -m bench.lean_loop safe-halfcheetah-6x1 1 8 --seconds 5 --level compute
 
 prints one JSON line: locksteps/s, env steps/s (a lockstep of E copies counts E), and the CPU of
 every process per env step. ``run_lean`` runs it as a child process (a fresh process that forks its
@@ -91,7 +102,58 @@ def make_actor(obs_dim: int, act_dim: int) -> Any:
     return act
 
 
-def agent(i: int, task: str, kappa: int, envs: int, compute: bool, port_pipe: Any) -> None:
+class Parts:
+    """The ``parts`` level: an agent's messages and acting through khop's own components — every
+    frame encoded and validated by envserver/protocol.py, the critic input assembled as the relay
+    does, and the real learner's act + observe (DPO) instead of the bare network. What is left
+    between this and khop is khop's orchestration: links, relay bookkeeping, liveness, counters."""
+
+    def __init__(self, i: int, task: str, kappa: int, envs: int, locksteps: int) -> None:
+        from agentd.learner import make_learner
+        from agentd.relay import assemble_critic_input
+        from envserver import protocol
+
+        spec = task_spec(task)
+        self.P, self.assemble, self.i, self.E = protocol, assemble_critic_input, i, envs
+        self.dims = {o: spec.agents[o].obs_dim for o in range(spec.n_agents) if _ring_hops(o, i, spec.n_agents) <= kappa}
+        self.hops = {o: _ring_hops(o, i, spec.n_agents) for o in self.dims}
+        self.act_dim = spec.agents[i].act_dim
+        critic_dim = sum(self.dims.values()) + len(self.dims)
+        self.learner = make_learner("dpo", spec.agents[i], critic_dim, spec.n_agents, envs, seed=i,
+                                    overrides={"rollout_len": locksteps})  # never full: no update is timed
+        self.t = 0
+
+    def step(self, frames: list) -> np.ndarray | None:
+        """The own observation rows of a STEP (reward and costs handed to the learner), None at BYE."""
+        P = self.P
+        msg = P.decode(frames)
+        if msg.type == "BYE":
+            return None
+        self.t = msg["t"]
+        if self.t > 0:
+            self.learner.observe(msg.arrays["reward"], msg.arrays["cost"], msg.arrays["terminated"] | msg.arrays["truncated"])
+        return P.check_array(msg, "obs", (self.E, self.dims[self.i]), np.float32)
+
+    def state(self, r: int, origin: int, rows: np.ndarray) -> list:
+        return self.P.encode("STATE", {"from": self.i, "t": self.t, "round": r, "origins": [origin],
+                                       "hops": [r - 1]}, entries=[rows])
+
+    def read_state(self, frames: list) -> tuple[int, int, np.ndarray]:
+        """(round, sender, rows) of a neighbour's STATE."""
+        msg = self.P.decode(frames)
+        return msg["round"], msg["from"], msg.entries[0]
+
+    def act(self, rows: dict[int, np.ndarray]) -> list:
+        critic_in = self.assemble(self.dims, rows, self.E)
+        action = self.learner.act(rows[self.i], critic_in)
+        return self.P.encode("ACT", {"agent": self.i, "t": self.t}, {"action": action})
+
+
+def _ring_hops(a: int, b: int, n: int) -> int:
+    return min((a - b) % n, (b - a) % n)
+
+
+def agent(i: int, task: str, kappa: int, envs: int, level: str, locksteps: int, port_pipe: Any) -> None:
     """One agent process: STEP in, κ rounds with the ring neighbours, ACT out, until BYE."""
     spec = task_spec(task)
     n, dims = spec.n_agents, [a.obs_dim for a in spec.agents]
@@ -110,22 +172,36 @@ def agent(i: int, task: str, kappa: int, envs: int, compute: bool, port_pipe: An
         s.connect(f"tcp://127.0.0.1:{p}")
     sends = [[(rcv, o) for (q, s, rcv, o) in plan if q == r and s == i] for r in range(kappa + 1)]
     recvs = [[(s, o) for (q, s, rcv, o) in plan if q == r and rcv == i] for r in range(kappa + 1)]
-    act = make_actor(dims[i], act_dim) if compute else None
+    act = make_actor(dims[i], act_dim) if level == "compute" else None
+    parts = Parts(i, task, kappa, envs, locksteps) if level == "parts" else None
     zeros = np.zeros((envs, act_dim), np.float32).tobytes()
     while True:
         frames = _recv(env, "STEP")
-        if frames[0] == b"bye":
+        if parts is not None:
+            own = parts.step(frames)
+            if own is None:
+                break
+            rows: dict[int, Any] = {i: own}
+        elif frames[0] == b"bye":
             break
-        rows = {i: frames[1]}
-        stash: dict[tuple[int, int], bytes] = {}  # a neighbour may be one round ahead of us
+        else:
+            rows = {i: frames[1]}
+        stash: dict[tuple[int, int], Any] = {}  # a neighbour may be one round ahead of us
         for r in range(1, kappa + 1):
             for rcv, o in sends[r]:
-                outs[rcv].send_multipart([b"%d" % r, rows[o]])
+                outs[rcv].send_multipart(parts.state(r, o, rows[o]) if parts else [b"%d" % r, rows[o]])
             for s, o in recvs[r]:
                 while (r, s) not in stash:
-                    sender, rr, data = _recv(inbox, f"round {r} rows")
+                    got = _recv(inbox, f"round {r} rows")
+                    if parts is not None:
+                        rr, sender, data = parts.read_state(got[1:])
+                    else:
+                        sender, rr, data = got
                     stash[int(rr), int(sender)] = data
                 rows[o] = stash.pop((r, s))
+        if parts is not None:
+            env.send_multipart(parts.act(rows))
+            continue
         out = zeros
         if act is not None:
             own = np.frombuffer(rows[i], np.float32).reshape(envs, dims[i]).copy()  # torch wants writable
@@ -162,23 +238,31 @@ class Physics:
             d.ctrl[:] = self.action[e]
             self.mujoco.mj_step(self.model, d, self.skip)
             self.state[e, :nq], self.state[e, nq:] = d.qpos, d.qvel
-        return [self.state[:, c].tobytes() for c in self.cols]
+        return [self.state[:, c] for c in self.cols]  # fresh contiguous arrays: frames as they are
 
 
-def serve(task: str, kappa: int, envs: int, seconds: float, compute: bool) -> dict[str, Any]:
+LEVELS = ("msgs", "compute", "parts")
+MAX_LOCKSTEPS_PER_S = 4000  # sizes the parts level's rollout buffer: above any rate measured here
+
+
+def serve(task: str, kappa: int, envs: int, seconds: float, level: str) -> dict[str, Any]:
     """Fork the agents, then run the server's lockstep: WARMUP untimed, then ``seconds`` timed."""
     spec = task_spec(task)
     n = spec.n_agents
     plan = ring_plan(n, kappa)  # validates n and κ before any process starts
-    if envs < 1 or seconds <= 0:
-        raise ValueError(f"lean loop: envs must be >= 1 and seconds > 0, got {envs}, {seconds}")
-    if compute:
+    if envs < 1 or seconds <= 0 or level not in LEVELS:
+        raise ValueError(f"lean loop: envs must be >= 1, seconds > 0 and the level one of {LEVELS}, "
+                         f"got {envs}, {seconds}, {level!r}")
+    if level != "msgs":
         import torch  # imported once here, inherited by every forked agent
 
         torch.set_num_threads(1)
+    from envserver import protocol as P
+
+    locksteps = WARMUP + int(seconds * MAX_LOCKSTEPS_PER_S) + 100
     fork = mp.get_context("fork")
     pipes = [fork.Pipe(duplex=False) for _ in range(n)]  # one each: readers of one pipe race
-    procs = [fork.Process(target=agent, args=(i, task, kappa, envs, compute, pipes[i][0]), daemon=True)
+    procs = [fork.Process(target=agent, args=(i, task, kappa, envs, level, locksteps, pipes[i][0]), daemon=True)
              for i in range(n)]
     for p in procs:
         p.start()
@@ -196,20 +280,34 @@ def serve(task: str, kappa: int, envs: int, seconds: float, compute: bool) -> di
         for i in range(n):
             peers = {s if r == i else r for (_q, s, r, _o) in plan if i in (s, r)}
             srv.send_multipart([ids[i], json.dumps({q: ports[q] for q in peers}).encode()])
-        physics = Physics(task, envs) if compute else None
+        physics = Physics(task, envs) if level != "msgs" else None
         acts = np.cumsum([0] + [a.act_dim for a in spec.agents])
-        fixed = [np.random.default_rng(i).random((envs, a.obs_dim), dtype=np.float32).tobytes()
-                 for i, a in enumerate(spec.agents)]
+        fixed = [np.random.default_rng(i).random((envs, a.obs_dim), dtype=np.float32) for i, a in enumerate(spec.agents)]
+        zeros_f, zeros_u = np.zeros(envs, np.float32), np.zeros(envs, np.uint8)
+        zero_cost = np.zeros((envs, spec.n_costs), np.float32)
+        t = 0
 
         def lockstep() -> None:
+            nonlocal t
             bufs = physics.step() if physics else fixed
             for i in range(n):
-                srv.send_multipart([ids[i], b"step", bufs[i]])
+                if level == "parts":  # khop's STEP, with the reward and costs the lean physics does not compute
+                    P.send(srv, [ids[i], *P.encode("STEP", {"t": t}, {
+                        "obs": bufs[i], "reward": zeros_f, "cost": zero_cost, "terminated": zeros_u,
+                        "truncated": zeros_u})], block=True)
+                else:
+                    srv.send_multipart([ids[i], b"step", bufs[i]])
             for _ in range(n):
-                ident, _act, data = _recv(srv, "ACT")
+                got = _recv(srv, "ACT")
+                if level == "parts":
+                    msg = P.decode(got[1:])
+                    i = msg["agent"]
+                    rows = P.check_array(msg, "action", (envs, acts[i + 1] - acts[i]), np.float32)
+                else:
+                    i, rows = who[got[0]], np.frombuffer(got[2], np.float32).reshape(envs, -1)
                 if physics:
-                    i = who[ident]
-                    physics.action[:, acts[i]:acts[i + 1]] = np.frombuffer(data, np.float32).reshape(envs, -1)
+                    physics.action[:, acts[i]:acts[i + 1]] = rows
+            t += 1
 
         for _ in range(WARMUP):
             lockstep()
@@ -219,26 +317,27 @@ def serve(task: str, kappa: int, envs: int, seconds: float, compute: bool) -> di
             lockstep()
             k += 1
         window, cpu_s = time.perf_counter() - t0, cpu() - cpu0
+        bye = P.encode("BYE", {"reason": "done"}) if level == "parts" else [b"bye", b""]
         for i in range(n):
-            srv.send_multipart([ids[i], b"bye", b""])
+            srv.send_multipart([ids[i], *bye])
     finally:
         for p in procs:
             p.join(5)
             if p.is_alive():
                 p.kill()
         ctx.destroy(linger=0)
-    return {"task": task, "n_agents": n, "kappa": kappa, "envs": envs, "compute": compute, "locksteps": k,
+    return {"task": task, "n_agents": n, "kappa": kappa, "envs": envs, "level": level, "locksteps": k,
             "window_s": window, "locksteps_per_s": k / window, "steps_per_s": k * envs / window,
             "cpu_us_per_step": 1e6 * cpu_s / (k * envs), "messages_per_lockstep": 2 * n + len(plan),
             "load_1m": load}
 
 
-def run_lean(task: str, kappa: int, envs: int, seconds: float, compute: bool) -> dict[str, Any]:
+def run_lean(task: str, kappa: int, envs: int, seconds: float, level: str) -> dict[str, Any]:
     """One lean-loop measurement in a fresh child process; its JSON line, or RuntimeError."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
-    cmd = [sys.executable, "-m", "bench.lean_loop", task, str(kappa), str(envs), "--seconds", str(seconds)]
-    res = subprocess.run(cmd + (["--compute"] if compute else []), capture_output=True, text=True, env=env,
-                         cwd=ROOT, timeout=seconds + 300)
+    cmd = [sys.executable, "-m", "bench.lean_loop", task, str(kappa), str(envs), "--seconds", str(seconds),
+           "--level", level]
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=seconds + 300)
     if res.returncode != 0:
         raise RuntimeError(f"lean loop {task} κ={kappa} E={envs} failed: {res.stderr.strip()[-1000:]}")
     return json.loads(res.stdout.strip().splitlines()[-1])
@@ -250,10 +349,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("kappa", type=int)
     p.add_argument("envs", type=int)
     p.add_argument("--seconds", type=float, default=5.0, help="timed stepping after the warm-up")
-    p.add_argument("--compute", action="store_true", help="MuJoCo physics and the acting network too")
+    p.add_argument("--level", choices=LEVELS, default="msgs",
+                   help="msgs: messages only; compute: + MuJoCo and the acting network; parts: + khop's protocol "
+                        "and learner")
     args = p.parse_args(argv)
     try:
-        out = serve(args.task, args.kappa, args.envs, args.seconds, args.compute)
+        out = serve(args.task, args.kappa, args.envs, args.seconds, args.level)
     except (ValueError, KeyError) as err:
         print(f"lean_loop: {err}", file=sys.stderr)
         return 2

@@ -107,16 +107,22 @@ def render(out: dict[str, Any]) -> str:
 
 def table_floor(rows: list[dict]) -> list[str]:
     out = ["### khop acting against the lean loop (bench/floor.py), env steps/s, ring", "",
-           "| task | N | κ | E | lean msgs | lean + compute | khop | khop / lean+compute (rounds) | khop / lean msgs "
-           "| CPU µs/step lean+compute / khop | load |",
-           "|---|---|---|---|---|---|---|---|---|---|---|"]
+           "| task | N | κ | E | lean msgs | lean + compute | lean + khop's parts | khop | khop / lean+compute "
+           "(rounds) | khop / lean msgs | khop / lean parts | lean parts / lean+compute "
+           "| CPU µs/step lean+compute / lean parts / khop | load |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        rc, rm = r["ratios"]["khop/lean-compute"], r["ratios"]["khop/lean-msgs"]
+        ratio = {name: r["ratios"].get(name, {}).get("median") for name in
+                 ("khop/lean-msgs", "khop/lean-parts", "lean-parts/lean-compute")}
+        rc = r["ratios"]["khop/lean-compute"]
         rounds = ", ".join(f"{x:.2f}" for x in rc["per_round"])
+        parts = r.get("lean-parts", {})  # absent in results written before the parts level existed
         out.append(f"| {r['task']} | {r['n_agents']} | {r['kappa']} | {r['envs']} | "
                    f"{_f(r['lean-msgs']['steps_per_s'])} | {_f(r['lean-compute']['steps_per_s'])} | "
-                   f"{_f(r['khop']['steps_per_s'])} | **{_f(rc['median'], '.2f')}** ({rounds}) | "
-                   f"{_f(rm['median'], '.2f')} | {_f(r['lean-compute']['cpu_us_per_step'])} / "
+                   f"{_f(parts.get('steps_per_s'))} | {_f(r['khop']['steps_per_s'])} | "
+                   f"**{_f(rc['median'], '.2f')}** ({rounds}) | {_f(ratio['khop/lean-msgs'], '.2f')} | "
+                   f"{_f(ratio['khop/lean-parts'], '.2f')} | {_f(ratio['lean-parts/lean-compute'], '.2f')} | "
+                   f"{_f(r['lean-compute']['cpu_us_per_step'])} / {_f(parts.get('cpu_us_per_step'))} / "
                    f"{_f(r['khop']['cpu_us_per_step'])} | {_loads(r['load_1m'])} |")
     return out
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from bench.floor import main as floor_main
-from bench.lean_loop import ring_plan, run_lean
+from bench.lean_loop import LEVELS, ring_plan, run_lean
 
 
 def ring_distance(a: int, b: int, n: int) -> int:
@@ -33,10 +33,10 @@ def test_ring_plan_rejects_a_ring_of_one():
         ring_plan(1, 1)
 
 
-@pytest.mark.parametrize("compute", [False, True])
-def test_lean_loop_steps_real_processes(compute):
-    res = run_lean("safe-halfcheetah-6x1", 1, 2, 0.3, compute)
-    assert res["n_agents"] == 6 and res["locksteps"] > 0 and res["steps_per_s"] > 0
+@pytest.mark.parametrize("level", LEVELS)
+def test_lean_loop_steps_real_processes(level):
+    res = run_lean("safe-halfcheetah-6x1", 1, 2, 0.3, level)
+    assert res["level"] == level and res["n_agents"] == 6 and res["locksteps"] > 0 and res["steps_per_s"] > 0
     assert res["steps_per_s"] == pytest.approx(2 * res["locksteps_per_s"])
     assert res["messages_per_lockstep"] == 2 * 6 + 2 * 6  # STEP + ACT per agent, one row each way on the ring
     assert res["cpu_us_per_step"] > 0
@@ -50,7 +50,7 @@ def test_floor_cell_measures_lean_and_khop(tmp_path):
     (cell,) = json.loads(out.read_text())["cells"]
     assert (cell["task"], cell["n_agents"], cell["kappa"], cell["envs"]) == ("safe-halfcheetah-2x3", 2, 1, 1)
     assert not cell["failed"]
-    for variant in ("lean-msgs", "lean-compute", "khop"):
+    for variant in ("lean-msgs", "lean-compute", "lean-parts", "khop"):
         assert cell[variant]["steps_per_s"] > 0 and cell[variant]["cpu_us_per_step"] > 0
     assert all(r["median"] > 0 for r in cell["ratios"].values())
     assert "safe-halfcheetah-2x3" in out.with_suffix(".md").read_text()
