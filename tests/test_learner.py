@@ -20,7 +20,7 @@ from agentd.learner.adam import Adam
 from agentd.learner.base import Learner
 from agentd.learner.buffer import gae
 from agentd.learner.dists import Categorical, DiagGaussian
-from agentd.learner.nets import RunningNorm
+from agentd.learner.nets import RunningNorm, update_and_normalize
 from envserver.tasks.base import AgentSpec
 
 torch.set_num_threads(1)
@@ -145,7 +145,7 @@ def test_gaussian_formulas_match_torch_distributions() -> None:
     p, q = Independent(Normal(mu0, ls0.exp()), 1), Independent(Normal(mu1, ls1.exp()), 1)
     torch.testing.assert_close(DiagGaussian.kl(old, new), kl_divergence(p, q), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(DiagGaussian.entropy(new), q.entropy(), rtol=1e-5, atol=1e-5)
-    action, logp = DiagGaussian.sample(new, torch.Generator().manual_seed(3))  # log-prob by formula
+    action, logp = (torch.from_numpy(v) for v in DiagGaussian.sample(new.numpy(), torch.Generator().manual_seed(3)))
     torch.testing.assert_close(logp, q.log_prob(action), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(DiagGaussian.log_prob(new, action), q.log_prob(action), rtol=1e-5, atol=1e-5)
 
@@ -161,20 +161,20 @@ def test_acting_network_in_numpy_is_the_trained_one(tmp_path: Path, algo: str, a
     def same(learner: Learner) -> None:
         with torch.no_grad():
             want = learner.actor(torch.from_numpy(x))
-        torch.testing.assert_close(learner.actor.infer(x.copy()), want, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(torch.from_numpy(learner.actor.infer(x.copy())), want, rtol=1e-5, atol=1e-6)
 
     learner = _learner(algo, agent, seed=1)
     same(learner)
-    before = learner.actor.infer(x.copy()).clone()
+    before = learner.actor.infer(x.copy())
     _rollout(learner, REWARD[agent.act_kind], rng)
-    assert not torch.equal(learner.actor.infer(x.copy()), before)  # the update was seen
+    assert not np.array_equal(learner.actor.infer(x.copy()), before)  # the update was seen
     same(learner)
     path = learner.save_checkpoint(tmp_path, step=1)
     other = _learner(algo, agent, seed=7)
     _rollout(other, REWARD[agent.act_kind], rng)  # has acted: its views exist
     other.load_checkpoint(path)
     same(other)
-    torch.testing.assert_close(other.actor.infer(x.copy()), learner.actor.infer(x.copy()), rtol=0, atol=0)
+    assert np.array_equal(other.actor.infer(x.copy()), learner.actor.infer(x.copy()))
 
 
 # ------------------------------------------------------------------ β rule (dpo.md eq. 21)
@@ -251,6 +251,24 @@ def test_normalisers_merge_exactly_and_update_only_when_acting() -> None:
     before = learner.obs_norm.state_dict()
     learner.update(np.full((E, 5), 100.0, np.float32))
     _state_equal(before, learner.obs_norm.state_dict())
+
+
+def test_normalisers_updated_together_are_bit_identical_to_one_by_one() -> None:
+    """The acting step merges the observation and critic normalisers in one set of numpy calls
+    (nets.update_and_normalize): statistics and outputs must be exactly those of separate calls."""
+    rng = np.random.default_rng(1)
+    apart, together = (RunningNorm(3), RunningNorm(7)), (RunningNorm(3), RunningNorm(7))
+    for b in (1, 8, 1, 5, 32):  # the batch-1 path too
+        xs = (rng.normal(4.0, 9.0, size=(b, 3)).astype(np.float32), rng.normal(-1.0, 0.1, size=(b, 7)).astype(np.float32))
+        for n, x in zip(apart, xs):
+            n.update(x)
+        want = [n.normalize(x) for n, x in zip(apart, xs)]
+        got = update_and_normalize(together, xs)
+        for w, g in zip(want, got):
+            assert np.array_equal(w, g)
+        for a, t in zip(apart, together):
+            assert a.count == t.count and np.array_equal(a.mean, t.mean) and np.array_equal(a.var, t.var)
+            _state_equal(a.state_dict(), t.state_dict())
 
 
 def test_gae_hand_computed() -> None:

@@ -45,7 +45,7 @@ from .buffer import ADV_NORMS, Batch, EpisodeCosts, RolloutBuffer, checked_trans
 from .coef import Coefs
 from .config import COMMON_KEYS, LearnerConfig, apply_overrides
 from .dists import Categorical, DiagGaussian
-from .nets import Actor, Critic, RunningNorm
+from .nets import Actor, Critic, RunningNorm, update_and_normalize
 from .play import Playing
 
 CKPT_KEYS = frozenset({"format", "algo", "spec", "cfg", "modules", "obs_norm", "critic_norm", "coefs",
@@ -210,16 +210,9 @@ class Learner(Playing):
         critic_in = self._rows(critic_in, self.critic_dim, "critic_in")
         self.buffer.ensure_can_add()
         if self.cfg.normalize_obs:
-            self.obs_norm.update(obs)
-            self.critic_norm.update(critic_in)
-            obs, critic_in = self.obs_norm.normalize(obs), self.critic_norm.normalize(critic_in)
-        # the actor's network in numpy (nets.MLP.infer: a third of torch's cost at batch E); inference_mode
-        # for the distribution's few torch operators: it skips autograd's version bookkeeping (bench/NOTES.md §5)
-        with torch.inference_mode():
-            params = self._apply_mask(self.actor.infer(critic_in if self.khop_actor else obs), mask)
-            action, logp = self.dist.sample(params, self.gen)
-        a = action.numpy()
-        self.buffer.add(obs, critic_in, a, logp.numpy(), params.numpy())
+            obs, critic_in = update_and_normalize((self.obs_norm, self.critic_norm), (obs, critic_in))
+        params, a, logp = self._draw(critic_in if self.khop_actor else obs, mask)
+        self.buffer.add(obs, critic_in, a, logp, params)
         return a.copy() if self.discrete else self._as_sent(a)
 
     def _check_transition(self, reward: np.ndarray, cost: np.ndarray,

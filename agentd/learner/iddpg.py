@@ -68,7 +68,7 @@ class IDDPG(OffPolicyLearner):
         (``mask`` must be None: continuous actions are never masked.)"""
         self._mask(mask, len(obs))
         with torch.inference_mode():
-            mean = torch.tanh(self.mu(self._policy_input(obs, critic_in)))
+            mean = torch.tanh(self.mu(torch.from_numpy(self._policy_input(obs, critic_in))))
             if not deterministic:
                 mean = (mean + torch.randn(mean.shape, generator=self.gen) * self.cfg.expl_noise).clamp(-1.0, 1.0)
         return self._scale(mean.numpy().astype(np.float32))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .dists import DiagGaussian
+from .dists import Categorical, DiagGaussian
 
 
 def one_hot_argmax(probs: np.ndarray) -> np.ndarray:
@@ -51,7 +51,7 @@ class Playing:
         m = self._mask(mask, params.shape[0])
         return params if m is None else self.dist.masked(params, m)
 
-    def _policy_input(self, obs: np.ndarray, critic_in: np.ndarray) -> torch.Tensor:
+    def _policy_input(self, obs: np.ndarray, critic_in: np.ndarray) -> np.ndarray:
         """What the policy reads (own obs, or the κ-hop input with actor_input=khop), normalised
         with the running statistics as they are, never updating them."""
         x, dim, norm, what = ((critic_in, self.critic_dim, self.critic_norm, "critic_in") if self.khop_actor
@@ -59,7 +59,7 @@ class Playing:
         x = np.asarray(x, dtype=np.float32)
         if x.ndim != 2 or x.shape[1] != dim:
             raise ValueError(f"{what} must have shape (B, {dim}), got {x.shape}")
-        return torch.from_numpy(np.ascontiguousarray(norm.normalize(x) if self.cfg.normalize_obs else x))
+        return norm.normalize(x) if self.cfg.normalize_obs else x
 
     def action_probs(self, obs: np.ndarray, critic_in: np.ndarray, deterministic: bool = False,
                      mask: np.ndarray | None = None) -> np.ndarray:
@@ -69,7 +69,7 @@ class Playing:
         if not self.discrete:
             raise ValueError(f"action_probs is for discrete actions; this agent's are {self.agent.act_kind}")
         with torch.inference_mode():
-            params = self._apply_mask(self.actor.infer(self._policy_input(obs, critic_in).numpy()), mask)
+            params = self._apply_mask(torch.from_numpy(self.actor.infer(self._policy_input(obs, critic_in))), mask)
             probs = torch.exp(params).double().numpy()
         return one_hot_argmax(probs) if deterministic else probs / probs.sum(axis=1, keepdims=True)
 
@@ -83,10 +83,23 @@ class Playing:
             if deterministic:
                 return probs.argmax(axis=1).astype(np.int64)
             return torch.multinomial(torch.from_numpy(probs), 1, generator=self.gen).squeeze(-1).numpy()
+        params = self.actor.infer(self._policy_input(obs, critic_in))
+        a = params[:, :self.agent.act_dim] if deterministic else DiagGaussian.sample(params, self.gen)[0]
+        return self._as_sent(a)
+
+    def _draw(self, x: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(distribution parameters, action, log-prob) of one sample per row of the actor's normalised
+        input ``x``, as numpy. The acting path of training: the network in numpy (nets.MLP.infer, a
+        third of torch's cost at batch E), a Gaussian drawn in numpy, a categorical by torch (masks,
+        multinomial) under inference_mode, which skips autograd's bookkeeping (bench/NOTES.md §5)."""
+        params = self.actor.infer(x)
+        if not self.discrete:
+            action, logp = DiagGaussian.sample(params, self.gen)
+            return params, action, logp
         with torch.inference_mode():
-            params = self.actor.infer(self._policy_input(obs, critic_in).numpy())
-            a = DiagGaussian.split(params)[0] if deterministic else self.dist.sample(params, self.gen)[0]
-        return self._as_sent(a.numpy())
+            masked = self._apply_mask(torch.from_numpy(params), mask)
+            action, logp = Categorical.sample(masked, self.gen)
+        return masked.numpy(), action.numpy(), logp.numpy()
 
     def _as_sent(self, a: np.ndarray) -> np.ndarray:
         """A continuous action [B, d] as the agent sends it, a new float32 array: clipped into the action
