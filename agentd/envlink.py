@@ -48,7 +48,7 @@ class EnvLink:
         self.sock.setsockopt(zmq.RECONNECT_IVL_MAX, RECONNECT_IVL_MAX_MS)
         self.monitor = self.sock.get_monitor_socket(zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
         self.sock.connect(endpoint)
-        self._timeout_ms = -1  # RCVTIMEO as set on the socket (-1: block)
+        self._receiver = P.TimedReceiver(self.sock)
         self.first_welcome: P.Message | None = None
         self.server_incarnation: int | None = None
         self.deadline_s = 30.0
@@ -101,12 +101,11 @@ class EnvLink:
         """The envserver's next message: waiting up to ``timeout_ms`` for it (None if none came), or,
         without a timeout, one already there. The wait is libzmq's own blocking receive, not a Python
         poll loop: one call per STEP instead of a poll, a readiness dict and a receive."""
-        if timeout_ms is not None and timeout_ms != self._timeout_ms:
-            self.sock.setsockopt(zmq.RCVTIMEO, timeout_ms)
-            self._timeout_ms = timeout_ms
-        try:
-            frames = P.recv(self.sock)
-        except zmq.Again:  # RCVTIMEO passed
+        if timeout_ms is not None:
+            frames = self._receiver.recv(timeout_ms)
+        else:  # the caller polled: a message is there
+            frames = P.recv(self.sock, zmq.NOBLOCK) if P.readable(self.sock) else None
+        if frames is None:
             return None
         msg = P.decode(frames)
         self._quiet_since = time.monotonic()

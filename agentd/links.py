@@ -276,7 +276,7 @@ class NeighbourLinks:
         self.inbox = ctx.socket(zmq.ROUTER)
         self.inbox.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
         self.inbox.setsockopt(zmq.LINGER, 0)
-        self._rcvtimeo = -1  # RCVTIMEO as set on the inbox (see _wait_frames)
+        self._receiver = P.TimedReceiver(self.inbox)  # waits in a blocking receive, not a Poller
         # A ROUTER ignores a connection whose identity is still held by an older one (and later reads
         # its data frames as identities), so the inbox must drop a dead connection before the
         # neighbour's DEALER gives up on it and reconnects. Not ROUTER_HANDOVER: without CurveZMQ
@@ -376,17 +376,6 @@ class NeighbourLinks:
         return {**self.liveness.stats(), **self.watch.poll()}
 
     # ------------------------------------------------------------------ receive
-    def _wait_frames(self, timeout_ms: int) -> list[zmq.Frame] | None:
-        """The inbox's next frame set, waiting up to ``timeout_ms`` in libzmq's own blocking receive
-        (RCVTIMEO), or None: one call where ``Socket.poll`` built a Python Poller for every wait."""
-        if timeout_ms != self._rcvtimeo:
-            self.inbox.setsockopt(zmq.RCVTIMEO, timeout_ms)
-            self._rcvtimeo = timeout_ms
-        try:
-            return P.recv(self.inbox)
-        except zmq.Again:
-            return None
-
     def _read_one(self, frames: list[zmq.Frame] | None = None) -> tuple[int, P.Message, int] | None:
         """Validate one frame set off the inbox (read here if not given: the caller knows one is there)."""
         if frames is None:
@@ -454,7 +443,7 @@ class NeighbourLinks:
             wake = min(end, self._held[0][0]) if self._held else end
             wait_ms = min(max(0.0, (wake - now) * 1000), self.liveness.interval_s * 1000)
             frames = (P.recv(self.inbox) if P.readable(self.inbox)
-                      else self._wait_frames(math.ceil(wait_ms)) if wait_ms > 0 else None)
+                      else self._receiver.recv(math.ceil(wait_ms)) if wait_ms > 0 else None)
             if frames is not None:
                 item = self._read_one(frames)
                 if item is not None:

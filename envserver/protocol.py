@@ -217,6 +217,26 @@ def recv(sock: zmq.Socket, flags: int = 0) -> list[zmq.Frame]:
     return frames
 
 
+class TimedReceiver:
+    """Receiving from one socket with a timeout in libzmq's own blocking receive (``RCVTIMEO``, set
+    only when the wanted timeout changes): one call where ``Socket.poll`` builds a Python Poller for
+    every wait and then a receive follows (bench/NOTES.md §19)."""
+
+    def __init__(self, sock: zmq.Socket) -> None:
+        self.sock = sock
+        self._timeout_ms: int | None = None  # RCVTIMEO as set on the socket; None: libzmq's default
+
+    def recv(self, timeout_ms: int) -> list[zmq.Frame] | None:
+        """The next message's frames within ``timeout_ms`` (−1: wait for ever), or None."""
+        if timeout_ms != self._timeout_ms:
+            self.sock.setsockopt(zmq.RCVTIMEO, timeout_ms)
+            self._timeout_ms = timeout_ms
+        try:
+            return recv(self.sock)
+        except zmq.Again:
+            return None
+
+
 def frame_size(frame: Any) -> int:
     """Payload bytes of one frame (bytes, memoryview of any item size, or a received zmq.Frame)."""
     if isinstance(frame, memoryview):

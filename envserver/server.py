@@ -61,6 +61,7 @@ class EnvServer:
         self.n, self.E = self.spec.n_agents, task.n_envs
         self.ctx = zmq.Context.instance()
         self.sock = self.ctx.socket(zmq.ROUTER)
+        self._receiver = P.TimedReceiver(self.sock)  # waits for ACTs in a blocking receive, not a Poller
         self.sock.setsockopt(zmq.MAXMSGSIZE, P.DEFAULT_MAX_MESSAGE_BYTES)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.ROUTER_MANDATORY, 1)  # an unroutable send raises instead of vanishing
@@ -139,10 +140,11 @@ class EnvServer:
 
     def _receive(self, timeout_ms: int) -> tuple[bytes, P.Message] | None:
         """One inbound message, validated; HELLOs are handled here. None on timeout or bad frame."""
-        # most ACTs are already queued when we look: skip the poll system call for them
-        if not P.readable(self.sock) and not self.sock.poll(timeout_ms):
+        # most ACTs are already queued when we look: take them without waiting; with CURVE, the identity
+        # frame carries the key's name (User-Id)
+        frames = P.recv(self.sock) if P.readable(self.sock) else self._receiver.recv(timeout_ms)
+        if frames is None:
             return None
-        frames = P.recv(self.sock)  # with CURVE, the identity frame carries the key's name (User-Id)
         route, body = frames[0].bytes, frames[1:]
         try:
             msg = P.decode(body, self.cfg.max_message_bytes)
