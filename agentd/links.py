@@ -442,8 +442,9 @@ class NeighbourLinks:
                 return peer, msg
             wake = min(end, self._held[0][0]) if self._held else end
             wait_ms = min(max(0.0, (wake - now) * 1000), self.liveness.interval_s * 1000)
-            frames = (P.recv(self.inbox) if P.readable(self.inbox)
-                      else self._receiver.recv(math.ceil(wait_ms)) if wait_ms > 0 else None)
+            # one blocking receive, which returns at once when a frame is queued (no readiness question first)
+            frames = (self._receiver.recv(math.ceil(wait_ms)) if wait_ms > 0
+                      else P.recv(self.inbox) if P.readable(self.inbox) else None)
             if frames is not None:
                 item = self._read_one(frames)
                 if item is not None:

@@ -140,9 +140,9 @@ class EnvServer:
 
     def _receive(self, timeout_ms: int) -> tuple[bytes, P.Message] | None:
         """One inbound message, validated; HELLOs are handled here. None on timeout or bad frame."""
-        # most ACTs are already queued when we look: take them without waiting; with CURVE, the identity
-        # frame carries the key's name (User-Id)
-        frames = P.recv(self.sock) if P.readable(self.sock) else self._receiver.recv(timeout_ms)
+        # one blocking receive, which returns at once for the ACTs already queued (most are); with CURVE,
+        # the identity frame carries the key's name (User-Id)
+        frames = self._receiver.recv(timeout_ms)
         if frames is None:
             return None
         route, body = frames[0].bytes, frames[1:]

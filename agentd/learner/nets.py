@@ -161,6 +161,7 @@ class Actor(nn.Module):
         self.body = MLP([obs_dim] + [hidden] * layers + [out_dim], head_gain=0.01, gen=gen)
         if not discrete:
             self.log_std = nn.Parameter(torch.full((out_dim,), float(init_log_std)))
+        self._log_std_view: np.ndarray | None = None  # see infer()
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         out = self.body.forward(obs)  # .forward: skip the hook machinery of a nested __call__
@@ -177,7 +178,9 @@ class Actor(nn.Module):
         d = out.shape[1]
         params = np.empty((out.shape[0], 2 * d), dtype=np.float32)
         params[:, :d] = out
-        params[:, d:] = self.log_std.detach().numpy()
+        if self._log_std_view is None:  # a view of the parameter, written in place like the weights (MLP.infer)
+            self._log_std_view = self.log_std.detach().numpy()
+        params[:, d:] = self._log_std_view
         return params
 
 
