@@ -58,6 +58,7 @@ TCP/IP headers are below what an application controls and are not counted.
 """
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -138,8 +139,7 @@ def encode(msg_type: str, fields: dict[str, Any] | None = None,
     entries = entries or []
     names = _buffer_names(msg_type, len(entries))
     spec = _FIELDS.get(msg_type, {})
-    if (msg_type not in _CODES or len(fields) != len(spec) or not all(f in fields for f in spec)
-            or tuple(arrays) != names[:len(arrays)]):
+    if msg_type not in _CODES or fields.keys() != spec.keys() or tuple(arrays) != names[:len(arrays)]:
         raise ProtocolError(f"cannot encode {msg_type} with fields {sorted(fields)} and buffers {list(arrays)}")
     bufs = []
     frames: list[bytes | memoryview] = [b""]
@@ -150,9 +150,8 @@ def encode(msg_type: str, fields: dict[str, Any] | None = None,
         except KeyError:
             raise ProtocolError(f"cannot send dtype {arr.dtype} in buffer {name!r}") from None
         bufs.append([code, list(arr.shape)])
-        frames.append(arr.reshape(-1).view(np.uint8).data)  # raw bytes, no copy
-    header = [_CODES[msg_type], *(fields[name] for name in spec), bufs]
-    frames[0] = _PACKER.pack(header)
+        frames.append(arr.data.cast("B") if arr.size else b"")  # raw bytes, no copy
+    frames[0] = _PACKER.pack([_CODES[msg_type], *[fields[name] for name in spec], bufs])
     return frames
 
 
@@ -288,10 +287,16 @@ _NONNEG = ("t", "agent", "from", "round", "update", "pos", "origin", "hops")
 _FIELD_CHECKS = tuple(tuple((name, types, bool in types, name in _NONNEG) for name, types in _FIELDS[t].items())
                       for t in _TYPES)
 _BUFFER_NAMES = tuple(None if t == "STATE" else _BUFFERS.get(t, ()) for t in _TYPES)
+_FIELD_NAMES = tuple(tuple(_FIELDS[t]) for t in _TYPES)
+_NONNEG_AT = tuple(tuple(i for i, name in enumerate(_FIELDS[t]) if name in _NONNEG) for t in _TYPES)
+# per type code, every tuple of field classes that passes the field checks (bool only where declared)
+_ACCEPTED = tuple(frozenset(itertools.product(*_FIELDS[t].values())) for t in _TYPES)
 _REQUIRED = tuple(len(_BUFFERS.get(t, ())) - len(_OPTIONAL.get(t, ())) for t in _TYPES)  # the leading ones
 _NP_BY_CODE = tuple(_NP_DTYPES[code] for code in _DTYPE_CODES)
 _F64 = np.dtype(np.float64)
 _add_reduce = np.add.reduce
+_vdot = np.vdot
+_F4 = _DTYPE_CODES.index("f4")
 
 
 def _decode(frames: list[Any], max_bytes: int | None) -> Message:
@@ -351,15 +356,18 @@ def _decode_positional(header: list, data: list[memoryview]) -> Message:
     msg_type, checks = _TYPES[code], _FIELD_CHECKS[code]
     if len(header) != len(checks) + 2:
         raise ProtocolError(f"{msg_type} header has {len(header)} items, expected {len(checks) + 2}")
-    fields: dict[str, Any] = {}
+    values = header[1:-1]
+    if tuple(map(type, values)) not in _ACCEPTED[code]:  # msgpack yields exact built-in types: one lookup
+        for (name, types, bool_ok, _), value in zip(checks, values):  # ... and here, which field is wrong
+            # bool is an int subclass: keep them apart so resume=1 or agent=True are refused
+            if not isinstance(value, types) or (value.__class__ is bool and not bool_ok):
+                raise ProtocolError(f"{msg_type} field {name!r} has type {type(value).__name__}")
+    fields: dict[str, Any] = dict(zip(_FIELD_NAMES[code], values))
     negative = None
-    for (name, types, bool_ok, nonneg), value in zip(checks, header[1:-1]):
-        # bool is an int subclass: keep them apart so resume=1 or agent=True are refused
-        if not isinstance(value, types) or (value.__class__ is bool and not bool_ok):
-            raise ProtocolError(f"{msg_type} field {name!r} has type {type(value).__name__}")
-        if nonneg and negative is None and value.__class__ is int and value < 0:
-            negative = name
-        fields[name] = value
+    for i in _NONNEG_AT[code]:
+        if values[i].__class__ is int and values[i] < 0:
+            negative = checks[i][0]
+            break
     bufs = header[-1]
     if not isinstance(bufs, list) or len(bufs) > MAX_BUFFERS:
         raise ProtocolError(f"{msg_type} buffer list is malformed")
@@ -400,9 +408,12 @@ def _array(name: str, dcode: int, shape: list, raw: memoryview) -> np.ndarray:
     if len(raw) != expected:
         raise ProtocolError(f"buffer {name!r} has {len(raw)} bytes, its {_DTYPE_CODES[dcode]}{shape} needs {expected}")
     arr = np.frombuffer(raw, dtype).reshape(shape)
-    # finite iff the float64 sum is: float32/16 values cannot overflow it (|x| < 3.5e38, < 2^31
-    # elements), and an inf or NaN makes it inf or NaN. One reduction instead of isfinite + all
-    if dtype.kind == "f" and not math.isfinite(_add_reduce(arr, axis=None, dtype=_F64)):
+    # Finite iff the float64 sum is: float32/16 values cannot overflow it (|x| < 3.5e38, < 2^31
+    # elements), and an inf or NaN makes it inf or NaN. For float32 a dot product x·x asks first at a
+    # third of the cost: finite means every x is; inf or NaN may also be an overflow of huge finite
+    # values, so then the sum decides.
+    if dtype.kind == "f" and not (dcode == _F4 and math.isfinite(_vdot(arr, arr))) \
+            and not math.isfinite(_add_reduce(arr, axis=None, dtype=_F64)):
         raise ProtocolError(f"buffer {name!r} contains NaN or inf")
     return arr
 
