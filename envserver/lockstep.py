@@ -30,6 +30,7 @@ class Lockstep:
         self.episodes = EpisodeLog(self.run_dir / "episodes.jsonl", self.E, self.n_costs)
         self.started_at: float | None = None  # wall time of the first step: excludes agent start-up
         self.masks: list[np.ndarray] | None = None  # the action masks of the state the agents act on now
+        self._masked = any(a.action_mask for a in task.spec.agents)  # asked on every step
 
     @property
     def finished(self) -> bool:
@@ -55,7 +56,7 @@ class Lockstep:
         """Attach the task's action masks for the state the agents act on next; a copy where an
         agent has no action at all is the task's bug, refused here rather than sent."""
         self.masks = self.task.action_masks()
-        if self.masks is None and any(a.action_mask for a in self.task.spec.agents):
+        if self.masks is None and self._masked:
             raise ValueError(f"task {self.task.spec.name} declares action masks but gives none")
         if self.masks is not None:
             for i, m in enumerate(self.masks):
