@@ -280,16 +280,9 @@ class RelayNode:
             taken += 1
         return taken
 
-    def presence(self) -> dict[int, float]:
-        return {o: 1.0 if self._fresh(o) else 0.0 for o in self.ball}
-
-    def rows(self) -> dict[int, np.ndarray]:
-        """Rows the critic sees: fresh ones, and held ones until the next exchange is due."""
-        period = self.plan.level.period
-        return {o: e.rows for o, e in self.table.items() if o in self.ball and self.t - e.t_recv < period}
-
-    def critic_input(self) -> np.ndarray:
-        """:meth:`rows` and :meth:`presence` in one pass over the ball (every acting step), assembled."""
+    def rows_and_presence(self) -> tuple[dict[int, np.ndarray], dict[int, float]]:
+        """In one pass over the ball (every acting step): the rows the critic sees — fresh ones, and held
+        ones until the next exchange is due — and each origin's presence bit (1 iff fresh)."""
         t, period = self.t, self.plan.level.period
         rows, presence = {}, {}
         for o in self.ball:
@@ -297,6 +290,16 @@ class RelayNode:
             if e is not None and t - e.t_recv < period:
                 rows[o] = e.rows
             presence[o] = 1.0 if e is not None and e.t_recv == t else 0.0
+        return rows, presence
+
+    def presence(self) -> dict[int, float]:
+        return self.rows_and_presence()[1]
+
+    def rows(self) -> dict[int, np.ndarray]:
+        return self.rows_and_presence()[0]
+
+    def critic_input(self) -> np.ndarray:
+        rows, presence = self.rows_and_presence()
         return assemble_critic_input(self.dims, rows, self.E, presence)
 
     def neighbour_presence(self) -> np.ndarray:

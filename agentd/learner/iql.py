@@ -72,7 +72,8 @@ class IQL(OffPolicyLearner):
         the available actions ``mask`` where its task masks them."""
         m = self._mask(mask, len(obs))
         with torch.inference_mode():
-            greedy = one_hot_argmax(masked_q(self.q(torch.from_numpy(self._policy_input(obs, critic_in))), m).double().numpy())
+            q = self.q(torch.from_numpy(self._policy_input(obs, critic_in)))
+            greedy = one_hot_argmax(masked_q(q, m).double().numpy())
         eps = 0.0 if deterministic else self.epsilon()
         allowed = np.ones_like(greedy) if m is None else m.numpy().astype(np.float64)
         return (1.0 - eps) * greedy + eps * allowed / allowed.sum(axis=1, keepdims=True)
