@@ -52,13 +52,12 @@ LEVEL = {"lean-msgs": "msgs", "lean-compute": "compute", "lean-parts": "parts"}
 RATIOS = {"khop/lean-compute": ("khop", "lean-compute"), "khop/lean-msgs": ("khop", "lean-msgs"),
           "khop/lean-parts": ("khop", "lean-parts"), "lean-parts/lean-compute": ("lean-parts", "lean-compute")}
 FAMILY = TASKS["halfcheetah"]
-LOCKSTEPS_PER_S = 3000  # above any khop acting rate seen here (bench/NOTES.md): the cap must outlast --seconds
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def khop_config(task: str, kappa: int, envs: int, seconds: float, run_dir: Path) -> RunConfig:
     """bench/grid.py's acting-only cell on the lean loop's ring, its cap long enough for ``seconds``."""
-    cfg = cell_config(task, kappa, envs, run_dir, min_locksteps=int(seconds * LOCKSTEPS_PER_S) + 200)
+    cfg = cell_config(task, kappa, envs, run_dir, seconds)
     return dataclasses.replace(cfg, topology="ring")
 
 

@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterator
 from compose.run.config import RunConfig
 from envserver.tasks import task_spec
 
-from .measure import run_distributed, run_in_process
+from .measure import MAX_LOCKSTEPS_PER_S, run_distributed, run_in_process
 
 # The tasks with 2 / 6 / 12 agents in each family (`khop tasks`). No many-segment ant has 12
 # agents; its largest partition, 8x1, stands in for N = 12.
@@ -25,10 +25,11 @@ TASKS: dict[str, dict[int, str]] = {
 }
 
 
-def cell_config(task: str, kappa: int, envs: int, run_dir: Path, min_locksteps: int = 0) -> RunConfig:
-    """Lockstep cap = rollout length: the run ends (or is stopped by time) before any update.
-    ``min_locksteps`` raises the cap for a caller that times by seconds and must not run out first."""
-    rollout = max(200, 4000 // envs, min_locksteps)
+def cell_config(task: str, kappa: int, envs: int, run_dir: Path, seconds: float | None = None) -> RunConfig:
+    """Lockstep cap = rollout length: the run ends (or is stopped by time) before any update. A caller
+    that times by ``seconds`` gets a cap that cannot run out first (it did at 1,800 locksteps/s: a
+    cell with no rate, bench/NOTES.md §19)."""
+    rollout = max(200, 4000 // envs, int(seconds * MAX_LOCKSTEPS_PER_S) + 200 if seconds else 0)
     return RunConfig(task=task, algo="dpo", kappa=kappa, envs=envs, steps=envs * rollout, run_dir=run_dir,
                      overrides=[f"rollout_len={rollout}"])
 
@@ -41,7 +42,7 @@ def measure_cell(task: str, kappa: int, envs: int, seconds: float, repeats: int,
         pair = {}
         order = ("distributed", "inprocess") if r % 2 == 0 else ("inprocess", "distributed")
         for mode in order:
-            cfg = cell_config(task, kappa, envs, root / f"{task}-k{kappa}-E{envs}-{mode}-{r}")
+            cfg = cell_config(task, kappa, envs, root / f"{task}-k{kappa}-E{envs}-{mode}-{r}", seconds)
             pair[mode] = (run_distributed if mode == "distributed" else run_in_process)(cfg, seconds=seconds)
         pairs.append(pair)
         d, i = pair["distributed"], pair["inprocess"]

@@ -51,7 +51,7 @@ import zmq
 from agentd.learner.config import LearnerConfig
 from envserver.tasks import task_spec
 
-from .measure import load_average, proc_cpu_s
+from .measure import MAX_LOCKSTEPS_PER_S, load_average, proc_cpu_s
 
 WARMUP = 100  # untimed locksteps first: connections made, torch's and MuJoCo's first calls done
 TIMEOUT_MS = 30_000  # a process that died fails the measurement instead of hanging it
@@ -242,7 +242,6 @@ class Physics:
 
 
 LEVELS = ("msgs", "compute", "parts")
-MAX_LOCKSTEPS_PER_S = 4000  # sizes the parts level's rollout buffer: above any rate measured here
 
 
 def serve(task: str, kappa: int, envs: int, seconds: float, level: str) -> dict[str, Any]:

@@ -25,6 +25,10 @@ from compose.run.inprocess import run_inprocess
 from compose.run.launcher import Launch
 from compose.run.config import RunConfig
 
+#: above any lockstep rate measured on this machine (khop or the lean loop): a run capped at
+#: seconds × this many locksteps outlasts a window timed by seconds
+MAX_LOCKSTEPS_PER_S = 4000
+
 
 def load_average() -> float:
     """The 1-minute load average, recorded next to every number (the machine is shared)."""
