@@ -115,9 +115,8 @@ class Parts:
 
         spec = task_spec(task)
         self.P, self.assemble, self.i, self.E = protocol, assemble_critic_input, i, envs
-        self.dims = {o: spec.agents[o].obs_dim for o in range(spec.n_agents) if _ring_hops(o, i, spec.n_agents) <= kappa}
-        self.hops = {o: _ring_hops(o, i, spec.n_agents) for o in self.dims}
-        self.act_dim = spec.agents[i].act_dim
+        n = spec.n_agents
+        self.dims = {o: spec.agents[o].obs_dim for o in range(n) if min((o - i) % n, (i - o) % n) <= kappa}
         critic_dim = sum(self.dims.values()) + len(self.dims)
         self.learner = make_learner("dpo", spec.agents[i], critic_dim, spec.n_agents, envs, seed=i,
                                     overrides={"rollout_len": locksteps})  # never full: no update is timed
@@ -131,7 +130,8 @@ class Parts:
             return None
         self.t = msg["t"]
         if self.t > 0:
-            self.learner.observe(msg.arrays["reward"], msg.arrays["cost"], msg.arrays["terminated"] | msg.arrays["truncated"])
+            a = msg.arrays
+            self.learner.observe(a["reward"], a["cost"], a["terminated"] | a["truncated"])
         return P.check_array(msg, "obs", (self.E, self.dims[self.i]), np.float32)
 
     def state(self, r: int, origin: int, rows: np.ndarray) -> list:
@@ -147,10 +147,6 @@ class Parts:
         critic_in = self.assemble(self.dims, rows, self.E)
         action = self.learner.act(rows[self.i], critic_in)
         return self.P.encode("ACT", {"agent": self.i, "t": self.t}, {"action": action})
-
-
-def _ring_hops(a: int, b: int, n: int) -> int:
-    return min((a - b) % n, (b - a) % n)
 
 
 def agent(i: int, task: str, kappa: int, envs: int, level: str, locksteps: int, port_pipe: Any) -> None:
@@ -281,7 +277,8 @@ def serve(task: str, kappa: int, envs: int, seconds: float, level: str) -> dict[
             srv.send_multipart([ids[i], json.dumps({q: ports[q] for q in peers}).encode()])
         physics = Physics(task, envs) if level != "msgs" else None
         acts = np.cumsum([0] + [a.act_dim for a in spec.agents])
-        fixed = [np.random.default_rng(i).random((envs, a.obs_dim), dtype=np.float32) for i, a in enumerate(spec.agents)]
+        fixed = [np.random.default_rng(i).random((envs, a.obs_dim), dtype=np.float32)
+                 for i, a in enumerate(spec.agents)]
         zeros_f, zeros_u = np.zeros(envs, np.float32), np.zeros(envs, np.uint8)
         zero_cost = np.zeros((envs, spec.n_costs), np.float32)
         t = 0
