@@ -9,7 +9,7 @@ rows of the origin r − 1 hops the other way (round 1: its own), and only when 
 them — so every origin of the κ-ball arrives exactly once, the message count of khop's relay plan
 (agentd/relay.py) on the same ring, and nothing else travels (no header beyond a round number).
 
-Three levels (``--level``):
+Four levels (``--level``):
 
 * ``msgs`` — messages only: the server sends fixed buffers of the STEP's shape, the agents answer
   with zeros;
@@ -18,14 +18,16 @@ Three levels (``--level``):
   and copying state columns into each agent's observation rows; every agent runs khop's acting
   network (the DPO defaults: a ReLU MLP of ``LearnerConfig.hidden`` × ``hidden_layers`` on its own
   observation, one thread, as agentd sets torch) at batch E and samples a Gaussian action;
-* ``parts`` — plus what khop's guarantees and its learner add per message and per step, built from
-  khop's own components and nothing else (:class:`Parts`): every message is khop's frame set,
-  encoded and validated from the wire by envserver/protocol.py (STEP with its reward, costs and
-  flags; STATE with its header; ACT checked for shape and finiteness), the critic input is
-  assembled as the relay assembles it, and the agent acts with the real learner (``act`` +
-  ``observe``: normalisers, rollout buffer) rather than the bare network. The distance from here
-  to khop is khop's orchestration: links, relay bookkeeping, liveness, counters, the envserver's
-  step accounting.
+* ``learner`` — the ``compute`` level with the agent acting through the real learner
+  (:class:`Acting`: ``act`` + ``observe`` of DPO, its normalisers and rollout buffer, on the critic
+  input assembled as the relay assembles it) instead of the bare network, and the lean loop's bare
+  frames still: the compute khop's own agents do, with no protocol. Against khop *in-process*
+  (the same learners, no sockets) it is the floor of a distributed/in-process ratio;
+* ``parts`` — plus what khop's guarantees add per message, built from khop's own components and
+  nothing else (:class:`Parts`): every message is khop's frame set, encoded and validated from the
+  wire by envserver/protocol.py (STEP with its reward, costs and flags; STATE with its header; ACT
+  checked for shape and finiteness). The distance from here to khop is khop's orchestration: links,
+  relay bookkeeping, liveness, counters, the envserver's step accounting.
 
     python -m bench.lean_loop safe-halfcheetah-6x1 1 8 --seconds 5 --level compute
 
@@ -102,25 +104,44 @@ def make_actor(obs_dim: int, act_dim: int) -> Any:
     return act
 
 
-class Parts:
-    """The ``parts`` level: an agent's messages and acting through khop's own components — every
-    frame encoded and validated by envserver/protocol.py, the critic input assembled as the relay
-    does, and the real learner's act + observe (DPO) instead of the bare network. What is left
-    between this and khop is khop's orchestration: links, relay bookkeeping, liveness, counters."""
+class Acting:
+    """The ``learner`` level's agent: the real learner (DPO at its defaults) acting on the critic
+    input the relay would assemble from the same rows."""
 
     def __init__(self, i: int, task: str, kappa: int, envs: int, locksteps: int) -> None:
         from agentd.learner import make_learner
         from agentd.relay import assemble_critic_input
-        from envserver import protocol
 
         spec = task_spec(task)
-        self.P, self.assemble, self.i, self.E = protocol, assemble_critic_input, i, envs
+        self.assemble, self.i, self.E = assemble_critic_input, i, envs
         n = spec.n_agents
         self.dims = {o: spec.agents[o].obs_dim for o in range(n) if min((o - i) % n, (i - o) % n) <= kappa}
         critic_dim = sum(self.dims.values()) + len(self.dims)
         self.learner = make_learner("dpo", spec.agents[i], critic_dim, spec.n_agents, envs, seed=i,
                                     overrides={"rollout_len": locksteps})  # never full: no update is timed
-        self.t = 0
+        self.acted = False
+        # the lean STEP carries no reward, costs or flags: the learner observes zeros
+        self.zeros = (np.zeros(envs, np.float32), np.zeros((envs, spec.n_costs), np.float32), np.zeros(envs, bool))
+
+    def observe(self, reward: np.ndarray, cost: np.ndarray, done: np.ndarray) -> None:
+        """Complete the last act()'s transition (nothing to complete before the first)."""
+        if self.acted:
+            self.learner.observe(reward, cost, done)
+
+    def act(self, rows: dict[int, np.ndarray]) -> np.ndarray:
+        self.acted = True
+        return self.learner.act(rows[self.i], self.assemble(self.dims, rows, self.E))
+
+
+class Parts(Acting):
+    """The ``parts`` level's agent: :class:`Acting` with every message khop's own frame set, encoded
+    and validated by envserver/protocol.py."""
+
+    def __init__(self, i: int, task: str, kappa: int, envs: int, locksteps: int) -> None:
+        from envserver import protocol
+
+        super().__init__(i, task, kappa, envs, locksteps)
+        self.P, self.t = protocol, 0
 
     def step(self, frames: list) -> np.ndarray | None:
         """The own observation rows of a STEP (reward and costs handed to the learner), None at BYE."""
@@ -129,9 +150,8 @@ class Parts:
         if msg.type == "BYE":
             return None
         self.t = msg["t"]
-        if self.t > 0:
-            a = msg.arrays
-            self.learner.observe(a["reward"], a["cost"], a["terminated"] | a["truncated"])
+        a = msg.arrays
+        self.observe(a["reward"], a["cost"], a["terminated"] | a["truncated"])
         return P.check_array(msg, "obs", (self.E, self.dims[self.i]), np.float32)
 
     def state(self, r: int, origin: int, rows: np.ndarray) -> list:
@@ -143,10 +163,8 @@ class Parts:
         msg = self.P.decode(frames)
         return msg["round"], msg["from"], msg.entries[0]
 
-    def act(self, rows: dict[int, np.ndarray]) -> list:
-        critic_in = self.assemble(self.dims, rows, self.E)
-        action = self.learner.act(rows[self.i], critic_in)
-        return self.P.encode("ACT", {"agent": self.i, "t": self.t}, {"action": action})
+    def act_frames(self, rows: dict[int, np.ndarray]) -> list:
+        return self.P.encode("ACT", {"agent": self.i, "t": self.t}, {"action": self.act(rows)})
 
 
 def agent(i: int, task: str, kappa: int, envs: int, level: str, locksteps: int, port_pipe: Any) -> None:
@@ -170,6 +188,7 @@ def agent(i: int, task: str, kappa: int, envs: int, level: str, locksteps: int, 
     recvs = [[(s, o) for (q, s, rcv, o) in plan if q == r and rcv == i] for r in range(kappa + 1)]
     act = make_actor(dims[i], act_dim) if level == "compute" else None
     parts = Parts(i, task, kappa, envs, locksteps) if level == "parts" else None
+    acting = parts or (Acting(i, task, kappa, envs, locksteps) if level == "learner" else None)
     zeros = np.zeros((envs, act_dim), np.float32).tobytes()
     while True:
         frames = _recv(env, "STEP")
@@ -196,10 +215,14 @@ def agent(i: int, task: str, kappa: int, envs: int, level: str, locksteps: int, 
                     stash[int(rr), int(sender)] = data
                 rows[o] = stash.pop((r, s))
         if parts is not None:
-            env.send_multipart(parts.act(rows))
+            env.send_multipart(parts.act_frames(rows))
             continue
         out = zeros
-        if act is not None:
+        if acting is not None:
+            acting.observe(*acting.zeros)
+            own_rows = {o: np.frombuffer(b, np.float32).reshape(envs, dims[o]) for o, b in rows.items()}
+            out = acting.act(own_rows).tobytes()
+        elif act is not None:
             own = np.frombuffer(rows[i], np.float32).reshape(envs, dims[i]).copy()  # torch wants writable
             out = act(own).astype(np.float32).tobytes()
         env.send_multipart([b"act", out])
@@ -237,7 +260,7 @@ class Physics:
         return [self.state[:, c] for c in self.cols]  # fresh contiguous arrays: frames as they are
 
 
-LEVELS = ("msgs", "compute", "parts")
+LEVELS = ("msgs", "compute", "learner", "parts")
 
 
 def serve(task: str, kappa: int, envs: int, seconds: float, level: str) -> dict[str, Any]:
@@ -346,8 +369,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("envs", type=int)
     p.add_argument("--seconds", type=float, default=5.0, help="timed stepping after the warm-up")
     p.add_argument("--level", choices=LEVELS, default="msgs",
-                   help="msgs: messages only; compute: + MuJoCo and the acting network; parts: + khop's protocol "
-                        "and learner")
+                   help="msgs: messages only; compute: + MuJoCo and the acting network; learner: the real learner "
+                        "acting instead; parts: + khop's protocol")
     args = p.parse_args(argv)
     try:
         out = serve(args.task, args.kappa, args.envs, args.seconds, args.level)

@@ -2,7 +2,7 @@
 its cell was measured, and of a floor result (bench/floor.py)."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 GOALS = {
     "ratio": "distributed ≥ 0.5× in-process at N = 6, κ = 1, E ≥ 8",
@@ -14,6 +14,9 @@ GOALS = {
 
 # distributed training samples/s per task (issue 13 item 5; bench/training.py TRAIN_TASKS)
 TRAINING_GOALS = {"safe-velocity-halfcheetah-2x3": 4000, "safe-velocity-halfcheetah-6x1": 2500}
+
+#: issue 16's two goals: khop ≥ 0.8× the lean loop with compute, ≥ 1.0× khop in-process (floor tables)
+GOAL_RATIOS = ("khop/lean-compute", "khop/khop-inprocess")
 
 
 def _f(v: Any, fmt: str = ",.0f") -> str:
@@ -105,26 +108,37 @@ def render(out: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _columns(rows: list[dict], of_row: Callable[[dict], list[str]]) -> list[str]:
+    """The union of each row's names, in order of first appearance (older results have fewer)."""
+    return list(dict.fromkeys(name for r in rows for name in of_row(r)))
+
+
 def table_floor(rows: list[dict]) -> list[str]:
-    out = ["### khop acting against the lean loop (bench/floor.py), env steps/s, ring", "",
-           "| task | N | κ | E | lean msgs | lean + compute | lean + khop's parts | khop | khop / lean+compute "
-           "(rounds) | khop / lean msgs | khop / lean parts | lean parts / lean+compute "
-           "| CPU µs/step lean+compute / lean parts / khop | load |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    """Two tables: each variant's rate and CPU, then the ratios (median of the rounds' ratios; the
+    rounds' own for the two goal ratios)."""
+    variants = _columns(rows, lambda r: [k for k, v in r.items() if isinstance(v, dict) and "steps_per_s" in v])
+    ratios = _columns(rows, lambda r: list(r["ratios"]))
+    out = ["### khop acting against the lean loop (bench/floor.py), ring: env steps/s (CPU µs per env step)", "",
+           "| task | N | κ | E | " + " | ".join(variants) + " | load |",
+           "|---|---|---|---|" + "---|" * (len(variants) + 1)]
     for r in rows:
-        ratio = {name: r["ratios"].get(name, {}).get("median") for name in
-                 ("khop/lean-msgs", "khop/lean-parts", "lean-parts/lean-compute")}
-        rc = r["ratios"]["khop/lean-compute"]
-        rounds = ", ".join(f"{x:.2f}" for x in rc["per_round"])
-        parts = r.get("lean-parts", {})  # absent in results written before the parts level existed
-        out.append(f"| {r['task']} | {r['n_agents']} | {r['kappa']} | {r['envs']} | "
-                   f"{_f(r['lean-msgs']['steps_per_s'])} | {_f(r['lean-compute']['steps_per_s'])} | "
-                   f"{_f(parts.get('steps_per_s'))} | {_f(r['khop']['steps_per_s'])} | "
-                   f"**{_f(rc['median'], '.2f')}** ({rounds}) | {_f(ratio['khop/lean-msgs'], '.2f')} | "
-                   f"{_f(ratio['khop/lean-parts'], '.2f')} | {_f(ratio['lean-parts/lean-compute'], '.2f')} | "
-                   f"{_f(r['lean-compute']['cpu_us_per_step'])} / {_f(parts.get('cpu_us_per_step'))} / "
-                   f"{_f(r['khop']['cpu_us_per_step'])} | {_loads(r['load_1m'])} |")
+        cells = [f"{_f(r[v]['steps_per_s'])} ({_f(r[v]['cpu_us_per_step'])})" if v in r else "–" for v in variants]
+        out.append(f"| {r['task']} | {r['n_agents']} | {r['kappa']} | {r['envs']} | " + " | ".join(cells)
+                   + f" | {_loads(r['load_1m'])} |")
+    if not ratios:
+        return out
+    out += ["", "| task | N | κ | E | " + " | ".join(ratios) + " |", "|---|---|---|---|" + "---|" * len(ratios)]
+    for r in rows:
+        cells = []
+        for name in ratios:
+            got = r["ratios"].get(name, {})
+            cell = _f(got.get("median"), ".2f")
+            if name in GOAL_RATIOS and got.get("per_round"):
+                cell = f"**{cell}** ({', '.join(f'{x:.2f}' for x in got['per_round'])})"
+            cells.append(cell)
+        out.append(f"| {r['task']} | {r['n_agents']} | {r['kappa']} | {r['envs']} | " + " | ".join(cells) + " |")
     return out
+
 
 
 def render_floor(out: dict[str, Any]) -> str:

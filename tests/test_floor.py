@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from bench.floor import main as floor_main
+from bench.floor import RATIOS, VARIANTS, main as floor_main
 from bench.lean_loop import LEVELS, ring_plan, run_lean
 
 
@@ -50,10 +50,22 @@ def test_floor_cell_measures_lean_and_khop(tmp_path):
     (cell,) = json.loads(out.read_text())["cells"]
     assert (cell["task"], cell["n_agents"], cell["kappa"], cell["envs"]) == ("safe-halfcheetah-2x3", 2, 1, 1)
     assert not cell["failed"]
-    for variant in ("lean-msgs", "lean-compute", "lean-parts", "khop"):
+    for variant in VARIANTS:
         assert cell[variant]["steps_per_s"] > 0 and cell[variant]["cpu_us_per_step"] > 0
-    assert all(r["median"] > 0 for r in cell["ratios"].values())
+    assert set(cell["ratios"]) == set(RATIOS) and all(r["median"] > 0 for r in cell["ratios"].values())
     assert "safe-halfcheetah-2x3" in out.with_suffix(".md").read_text()
+
+
+def test_floor_runs_only_the_variants_asked_and_their_ratios(tmp_path):
+    out = tmp_path / "floor.json"
+    assert floor_main(["--n", "2", "--kappa", "0", "--envs", "1", "--rounds", "1", "--seconds", "0.3",
+                       "--variants", "lean-msgs", "lean-learner", "--out", str(out)]) == 0
+    (cell,) = json.loads(out.read_text())["cells"]
+    assert cell["variants"] == ["lean-msgs", "lean-learner"] and "khop" not in cell and not cell["failed"]
+    assert cell["ratios"] == {}  # no ratio of RATIOS has both of its variants here
+    table = out.with_suffix(".md").read_text()
+    assert "| task | N | κ | E | lean-msgs | lean-learner | load |" in table and "| khop" not in table
+    assert "/" not in table.split("load |")[1]  # no ratio table
 
 
 def test_floor_cli_rejects_an_unknown_agent_count(capsys):
