@@ -147,7 +147,8 @@ def rate(samples: list[dict]) -> float | None:
 def cpu_us_per_step(samples: list[dict]) -> float | None:
     """CPU time of all the run's processes per env step: unlike the rate, it barely moves with
     the load other users put on the shared cores."""
-    if len(samples) < 2 or samples[0].get("cpu_s") is None or samples[-1].get("cpu_s") is None:
+    samples = [s for s in samples if s.get("cpu_s") is not None]  # None: a process had exited (the run's end)
+    if len(samples) < 2:
         return None
     steps = samples[-1]["env_step"] - samples[0]["env_step"]
     return 1e6 * (samples[-1]["cpu_s"] - samples[0]["cpu_s"]) / steps if steps > 0 else None

@@ -33,13 +33,9 @@ from compose.run.config import RunConfig, code_version
 from compose.run.launcher import Launch
 
 from .measure import load_average, proc_cpu_s, proc_private_mb
-from .scaling import mem_available_mb, task_for
+from .scaling import MB_PER_AGENT, mem_available_mb, task_for, too_big
 
 ENVS, ROLLOUT = 16, 32
-# what to keep free per agent before starting a run: spawned, bench/scaling.py's 300 MB (RSS 266 MB
-# at the update peak, README Performance); forked, 3× the PSS per agent of the first forked ring
-# of 64 (19 MB, bench/NOTES.md §9), which also covers the zygote's own ~280 MB
-MB_PER_AGENT = {"spawn": 300, "zygote": 60}
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -136,9 +132,8 @@ def run_memory(sizes: list[int], modes: list[str], root: Path,
     """One row per (N, mode), yielded as soon as it is measured."""
     for n in sizes:
         for mode in modes:
-            free = mem_available_mb()
-            if free < n * MB_PER_AGENT[mode]:
-                skipped = f"{free:,.0f} MB available < {n} × {MB_PER_AGENT[mode]} MB"
+            skipped = too_big(n, mode)
+            if skipped:
                 log(f"  N={n} {mode}: skipped ({skipped})")
                 yield {"n_agents": n, "mode": mode, "skipped": skipped}
                 continue

@@ -3,9 +3,10 @@ memory of every agent process (VmRSS / VmHWM from /proc, the largest over the ru
 
 Task: the networked MDP (tabular, tiny observations), so what grows with N is the messaging and
 the per-process cost, not the physics: `networked-mdp` on `--topology ring` for 8 agents and
-`networked-mdp-ring16/32/64` above. One update happens half-way, so the peak memory includes a
-learner update. N agent processes need N × ~0.3 GB; a size that does not fit in the memory
-available now is skipped with the reason recorded rather than risking the shared machine.
+`networked-mdp-ring16/32/64/128/256` above. One update happens half-way, so the peak memory includes a
+learner update. Agents start as `khop run` starts them by default, forked from the zygote; a size that
+does not fit in the memory available now is skipped with the reason recorded rather than risking the
+shared machine.
 """
 from __future__ import annotations
 
@@ -17,7 +18,10 @@ from compose.run.config import RunConfig
 from .measure import run_distributed
 
 ENVS, ROLLOUT = 16, 128
-MB_PER_AGENT = 300  # what to keep free per agent process before starting one
+#: what to keep free per agent before starting a run: spawned, 300 MB (RSS 266 MB at the update peak,
+#: README Performance (c)); forked, 3× the PSS per agent of the first forked ring of 64 (19 MB,
+#: bench/NOTES.md §9), which also covers the zygote's own ~280 MB
+MB_PER_AGENT = {"zygote": 60, "spawn": 300}
 
 
 def task_for(n: int) -> tuple[str, str]:
@@ -31,13 +35,20 @@ def mem_available_mb() -> float:
     return 0.0
 
 
+def too_big(n: int, mode: str) -> str | None:
+    """Why ``n`` agents started this way would not fit in the memory available now, or None."""
+    free = mem_available_mb()
+    if free < n * MB_PER_AGENT[mode]:
+        return f"{free:,.0f} MB available < {n} × {MB_PER_AGENT[mode]} MB"
+    return None
+
+
 def run_scaling(sizes: list[int], root: Path, log: Callable[[str], None] = print) -> Iterator[dict[str, Any]]:
     """One row per ring size, yielded as soon as it is measured."""
     for n in sizes:
         task, topology = task_for(n)
-        free = mem_available_mb()
-        if free < n * MB_PER_AGENT:
-            skipped = f"{free:,.0f} MB available < {n} × {MB_PER_AGENT} MB"
+        skipped = too_big(n, "zygote")  # the default start: forked from the zygote
+        if skipped:
             log(f"  scaling N={n}: skipped ({skipped})")
             yield {"n_agents": n, "task": task, "skipped": skipped}
             continue

@@ -7,7 +7,7 @@ bench/results/ (``suite-<time>.json`` with every measurement, ``suite-<time>.md`
     python -m bench.suite --sections a,d --families halfcheetah --agents 6 --kappas 1 --envs 8,32
 
 Sections: (a) distributed vs in-process env steps/s (bench/grid.py), (b) training samples/s
-with updates on the two velocity halfcheetahs (bench/training.py), (c) scaling on a ring up to 64 agents with RSS per agent
+with updates on the two velocity halfcheetahs (bench/training.py), (c) scaling on a ring up to 256 agents with RSS per agent
 process (bench/scaling.py), (d) wire bytes against the payload floor on safe-halfcheetah-6x1 for
 the κ ≥ 1 and E of (a) (bench/wire.py). Every run
 is a real `khop run` (compose/run/launcher.py); the 1-minute load average is recorded with each.
@@ -48,7 +48,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--envs", default=None, help="E for (a): 1,8,32")
     p.add_argument("--seconds", type=float, default=None, help="steady stepping timed per (a) run")
     p.add_argument("--repeats", type=int, default=None, help="A/B pairs per (a) cell and for (b)")
-    p.add_argument("--ring", default=None, help="N for (c): 8,16,32,64")
+    p.add_argument("--ring", default=None, help="N for (c): 8,16,32,64,128,256")
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
     q = args.quick
@@ -57,7 +57,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     args.envs = ints(args.envs or ("8" if q else "1,8,32"))
     args.seconds = args.seconds or (2.0 if q else 1.5)
     args.repeats = args.repeats or (2 if q else 1)
-    args.ring = ints(args.ring or ("8" if q else "8,16,32,64"))
+    args.ring = ints(args.ring or ("8" if q else "8,16,32,64,128,256"))
     args.families = [f for f in (args.families or ("halfcheetah" if q else ",".join(TASKS))).split(",") if f]
     unknown = [f for f in args.families if f not in TASKS]
     if unknown:

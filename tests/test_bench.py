@@ -41,6 +41,9 @@ def test_rate_and_cpu_use_the_window_ends():
     assert rate(samples) == pytest.approx(400.0)
     assert cpu_us_per_step(samples) == pytest.approx(1e6 * 0.8 / 800)
     assert rate(samples[:1]) is None and cpu_us_per_step(samples[:1]) is None
+    # the run's last snapshot, taken as agents exit, has no CPU sum: the window ends at the one before
+    ended = samples + [{"time": 13.0, "env_step": 1280, "cpu_s": None}]
+    assert cpu_us_per_step(ended) == pytest.approx(1e6 * 0.8 / 800)
 
 
 @pytest.mark.parametrize("n", [16, 32, 64, 128, 256])
