@@ -14,7 +14,8 @@ Four levels (``--level``):
 * ``msgs`` — messages only: the server sends fixed buffers of the STEP's shape, the agents answer
   with zeros;
 * ``compute`` — plus the work any implementation must do besides messages: the server steps E
-  copies of the task's own MuJoCo robot at the task's frame skip, writing the ACTs into ``ctrl``
+  copies of the task's own MuJoCo robot at the task's frame skip (on as many threads as khop's
+  envserver uses by default for E copies), writing the ACTs into ``ctrl``
   and copying state columns into each agent's observation rows; every agent runs khop's acting
   network (the DPO defaults: a ReLU MLP of ``LearnerConfig.hidden`` × ``hidden_layers`` on its own
   observation, one thread, as agentd sets torch) at batch E and samples a Gaussian action;
@@ -52,6 +53,7 @@ import zmq
 
 from agentd.learner.config import LearnerConfig
 from envserver.tasks import task_spec
+from envserver.tasks.physics_pool import PhysicsPool, resolve_threads
 
 from .measure import MAX_LOCKSTEPS_PER_S, load_average, proc_cpu_s
 
@@ -231,7 +233,9 @@ def agent(i: int, task: str, kappa: int, envs: int, level: str, locksteps: int, 
 
 class Physics:
     """E copies of the task's robot: ACT rows into ``ctrl``, ``mj_step`` at the task's frame skip,
-    state columns out as each agent's observation rows (a gather of the observation's shape)."""
+    state columns out as each agent's observation rows (a gather of the observation's shape). On as
+    many threads as khop's envserver would use for E copies (``--physics-threads`` 0), so that the
+    compute stays the same."""
 
     def __init__(self, task: str, envs: int) -> None:
         import mujoco
@@ -250,13 +254,22 @@ class Physics:
         self.state = np.zeros((envs, width), np.float32)
         self.cols = [(np.arange(a.obs_dim) + i) % width for i, a in enumerate(spec.agents)]
         self.action = np.zeros((envs, self.model.nu), np.float32)
+        threads = resolve_threads(0, envs)
+        self.pool = PhysicsPool(envs, threads, self._advance) if threads > 1 else None
 
-    def step(self) -> list[bytes]:
+    def _advance(self, lo: int, hi: int, _reset: list) -> None:
         nq = self.model.nq
-        for e, d in enumerate(self.datas):
+        for e in range(lo, hi):
+            d = self.datas[e]
             d.ctrl[:] = self.action[e]
             self.mujoco.mj_step(self.model, d, self.skip)
             self.state[e, :nq], self.state[e, nq:] = d.qpos, d.qvel
+
+    def step(self) -> list[bytes]:
+        if self.pool is not None:
+            self.pool.step()
+        else:
+            self._advance(0, len(self.datas), [])
         return [self.state[:, c] for c in self.cols]  # fresh contiguous arrays: frames as they are
 
 

@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         previous = read_clock(cfg.run_dir / "clock") if cfg.resume else None
         # a restarted server draws new initial states rather than replaying the run's first episodes
         task_seed = cfg.seed if previous is None else hash((cfg.seed, previous.starts)) % 2**31
-        task = make_task(cfg.task, n_envs=cfg.envs, seed=task_seed)
+        task = make_task(cfg.task, n_envs=cfg.envs, seed=task_seed, physics_threads=cfg.physics_threads)
     except ValueError as err:
         print(f"envserver: error: {err}", file=sys.stderr)
         return 2

@@ -25,6 +25,7 @@ from .jsonl import JsonlWriter
 from .lockstep import Lockstep
 from .options import at_least, option, positive
 from .tasks import VecTask
+from .tasks.physics_pool import physics_threads_option
 from .tasks.base import AgentSpec, StepResult
 
 log = logging.getLogger("envserver")
@@ -50,6 +51,7 @@ class ServerConfig:
                           flag="--fresh", negate=True)
     curve: Path | None = option(None, "CurveZMQ key directory (`khop keys`): admit only agents whose keys are listed",
                                 parse=Path, metavar="DIR")
+    physics_threads: int = physics_threads_option()
     max_message_bytes: int = 1 << 20  # an ACT is E·act_dim floats; anything near this is abuse
     status_every_s: float = 0.5
 

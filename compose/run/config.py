@@ -17,6 +17,7 @@ from pathlib import Path, PurePath
 
 from agentd.comm import CommConfig, learner_overrides
 from envserver.options import at_least, names, option, positive, to_argv
+from envserver.tasks.physics_pool import physics_threads_option
 from topologies import TopologyError, diameter, resolve_topology
 
 
@@ -43,6 +44,7 @@ class RunConfig(CommConfig):
                                   metavar="KEY=VALUE")
     deadline_s: float = option(30.0, "seconds the envserver waits for an ACT", flag="--deadline", check=positive)
     checkpoint_every: int = option(10, "updates between checkpoints", check=at_least(1))
+    physics_threads: int = physics_threads_option()
     progress: bool = option(True, "no progress bar", flag="--no-progress", negate=True)
     inprocess: bool = option(False, "run every agent in this one process with no sockets (reference mode)")
     zygote: bool = option(True, "start every agent as a fresh Python process instead of forking it from one warm "
@@ -221,7 +223,8 @@ def process_args(cfg: RunConfig, n_agents: int, env_bind: str, env_connect: str,
     if cfg.kappa is None:  # the default κ depends on the algorithm and the graph: validate() decides it
         raise LaunchError("κ is not decided yet: call validate(cfg) before building process arguments")
     server = ServerConfig(task=cfg.task, bind=env_bind, envs=cfg.envs, seed=cfg.seed, max_env_steps=cfg.steps,
-                          deadline_s=cfg.deadline_s, run_dir=Path(run_dir / "envserver"), curve=cfg.curve)
+                          deadline_s=cfg.deadline_s, run_dir=Path(run_dir / "envserver"), curve=cfg.curve,
+                          physics_threads=cfg.physics_threads)
     args = {"envserver": to_argv(server)}
     comm = {name: getattr(cfg, name) for name in names(CommConfig)}
     for i in range(n_agents):

@@ -38,7 +38,8 @@ def run_inprocess(cfg: Any, spec: Any, graph: Any, run_dir: Path, should_stop: C
     cores = [build_core(i, cfg, graph, plan, team, net.nodes[i], run_dir / f"agent-{i}", 0, post.mailbox(i),
                         lambda i=i: net.comm_counters(i), describe={"inprocess": True})
              for i in range(spec.n_agents)]
-    lockstep = Lockstep(make_task(cfg.task, n_envs=cfg.envs, seed=cfg.seed), run_dir / "envserver", cfg.steps)
+    lockstep = Lockstep(make_task(cfg.task, n_envs=cfg.envs, seed=cfg.seed, physics_threads=cfg.physics_threads),
+                        run_dir / "envserver", cfg.steps)
     bar = ProgressBar(cfg.steps) if cfg.progress else None
     res = lockstep.reset()
     try:

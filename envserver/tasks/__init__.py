@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 
 from .base import AgentSpec, StepResult, TaskSpec, VecTask
+from .physics_pool import resolve_threads
 
 # name -> "module:Class" (relative to this package), kept as strings for lazy import
 _ENTRIES: dict[str, str] = {
@@ -79,8 +80,13 @@ def task_spec(name: str) -> TaskSpec:
     return task_class(name).spec
 
 
-def make_task(name: str, n_envs: int, seed: int) -> VecTask:
-    return task_class(name)(n_envs=n_envs, seed=seed)
+def make_task(name: str, n_envs: int, seed: int, physics_threads: int = 1) -> VecTask:
+    """``physics_threads``: threads stepping the copies (0: automatic, physics_pool.py)."""
+    threads = resolve_threads(physics_threads, n_envs)  # a bad count fails before the task is built
+    task = task_class(name)(n_envs=n_envs, seed=seed)
+    if threads > 1:
+        task.use_threads(threads)
+    return task
 
 
 __all__ = ["AgentSpec", "StepResult", "TaskSpec", "VecTask", "make_task", "task_class", "task_names", "task_spec"]

@@ -120,5 +120,9 @@ class VecTask(ABC):
             action = np.where(masks[agent][:, 0], 0, np.argmax(masks[agent], axis=1)).astype(np.int64)
         return action
 
+    def use_threads(self, threads: int) -> None:
+        """Step the copies on ``threads`` threads from now on (physics_pool.py). A task whose step
+        holds the GIL throughout has nothing to gain and keeps one (the default)."""
+
     def close(self) -> None:
         """Release native resources (MuJoCo models are freed by the GC; nothing by default)."""

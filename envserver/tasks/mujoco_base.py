@@ -5,7 +5,8 @@ reward/termination rules; ``mujoco_hazards``: obstacle or corridor; ``mujoco_lay
 quantity sits), so one step loop serves all of them. The model is compiled once per task; each of
 the E copies has its own ``MjData``. A step is: route the agents' actions into one [E, nu] control
 matrix → per copy ``mj_step(nstep=frame_skip)`` (+ ``mj_rnePostConstraint`` where cfrc_ext is
-read, as Gymnasium does) and a few memcpys of that copy's arrays into its row of the state matrix
+read, as Gymnasium does) and a few memcpys of that copy's arrays into its row of the state matrix,
+in chunks of copies on several threads where asked (``use_threads``, physics_pool.py)
 → reward, termination, cost and observations vectorised over the E rows.
 
 Episode semantics: ``terminated`` on a real termination (the robot is unhealthy, Gymnasium v5
@@ -31,6 +32,7 @@ import numpy as np
 from .base import StepResult, TaskSpec, VecTask
 from .mujoco_layout import EPISODE_LENGTH, STATE_SPEC, Layout
 from .mujoco_models import compile_model
+from .physics_pool import PhysicsPool
 
 _COST_MAX = float(np.finfo(np.float32).max)  # a larger control cost would reach the agents as −inf
 _COST_MAX2 = _COST_MAX ** 2  # Σ sq² below it: every copy's cost is below _COST_MAX (one dot, the hot path)
@@ -55,6 +57,7 @@ class MujocoTask(VecTask):
         self._copies = [[(self.S[e, off:off + getattr(d, name).size], getattr(d, name).reshape(-1))
                          for name, off in L.blocks.items()] for e, d in enumerate(self.datas)]
         self._ctrls = [d.ctrl for d in self.datas]
+        self._pool: PhysicsPool | None = None  # one thread until use_threads
         self._rne = "cfrc_ext" in L.blocks  # cfrc_ext stays 0 without it (spec §1.7)
         self._act = np.zeros((E, m.nu))
         self._a = self._act[:, :L.n_robot_act]  # the agents' columns (a hazard's motor comes last)
@@ -202,20 +205,16 @@ class MujocoTask(VecTask):
             sq[bad] = np.dot(a[bad] * a[bad], self._ctrl_w)
         return sq
 
-    def step(self, actions: list[np.ndarray]) -> StepResult:
-        S, E, hazard, rules = self.S, self.n_envs, self.hazard, self._rules
-        sq = self._route(actions)
-        if hazard is not None:
-            hazard.control(S, self._act)
-            hazard.anchor(S)
-        before = S.take(self._fwd_idx, axis=1)
+    def _advance(self, lo: int, hi: int, reset_by_mujoco: list[int]) -> None:
+        """Step copies lo..hi-1 and copy their state into their rows of S; note the copies MuJoCo
+        reset. Touches nothing another chunk touches, so chunks may run on threads at once."""
         m, fs, rne, act, half = self.model, self.frame_skip, self._rne, self._act, 0.5 * self.dt
-        rows, copies, ctrls = self._rows, self._copies, self._ctrls
-        reset_by_mujoco = []
-        for e, d in enumerate(self.datas):
+        rows, copies, ctrls, datas = self._rows, self._copies, self._ctrls, self.datas
+        for e in range(lo, hi):
+            d = datas[e]
             t0 = d.time
             ctrls[e][:] = act[e]
-            mujoco.mj_step(m, d, nstep=fs)
+            mujoco.mj_step(m, d, nstep=fs)  # releases the GIL: other chunks step meanwhile
             if rne:
                 mujoco.mj_rnePostConstraint(m, d)
             if d.time < t0 + half:  # MuJoCo reset this copy mid-step: its physics diverged
@@ -223,6 +222,24 @@ class MujocoTask(VecTask):
             mujoco.mj_getState(m, d, rows[e], STATE_SPEC)
             for dst, src in copies[e]:
                 dst[...] = src
+
+    def use_threads(self, threads: int) -> None:
+        if self._pool is not None:
+            self._pool.close()
+        self._pool = PhysicsPool(self.n_envs, threads, self._advance) if threads > 1 else None
+
+    def step(self, actions: list[np.ndarray]) -> StepResult:
+        S, E, hazard, rules = self.S, self.n_envs, self.hazard, self._rules
+        sq = self._route(actions)
+        if hazard is not None:
+            hazard.control(S, self._act)
+            hazard.anchor(S)
+        before = S.take(self._fwd_idx, axis=1)
+        if self._pool is not None:
+            reset_by_mujoco = self._pool.step()
+        else:
+            reset_by_mujoco = []
+            self._advance(0, E, reset_by_mujoco)
         self._derive()
 
         if self._one_fwd:
@@ -276,4 +293,5 @@ class MujocoTask(VecTask):
                           cost=cost, terminated=terminated, truncated=truncated)
 
     def close(self) -> None:
+        self.use_threads(1)
         self.datas, self._copies, self._rows, self._ctrls = [], [], [], []
