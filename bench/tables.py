@@ -140,7 +140,6 @@ def table_floor(rows: list[dict]) -> list[str]:
     return out
 
 
-
 def render_floor(out: dict[str, Any]) -> str:
     lines = [f"## The floor{' (--quick)' if out['quick'] else ''}, {out['started']}", "",
              f"{out['code_version']}; {out['cpus']} CPUs (shared); load average {out['load_1m_start']:.1f} at the "

@@ -38,9 +38,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         server = EnvServer(task, cfg, seed=cfg.seed)
     except ValueError as err:  # a damaged clock record, unreadable keys
+        task.close()
         print(f"envserver: error: {err}", file=sys.stderr)
         return 2
     except zmq.ZMQError as err:  # a port in use: not a bad argument when `khop run` picked it
+        task.close()
         if exhausted(err):  # too many open files: the decorator's line and exit code
             raise
         print(f"envserver: error: cannot bind {cfg.bind}: {zmq.strerror(err.errno)}", file=sys.stderr)

@@ -55,6 +55,16 @@ def test_a_worker_error_reaches_the_caller_and_the_pool_still_closes():
     assert pool.workers == []
 
 
+def test_a_pool_needs_one_to_n_threads_and_closes_twice():
+    for threads in (0, 5):
+        with pytest.raises(ValueError, match="1 to 4 threads"):
+            PhysicsPool(4, threads, lambda lo, hi, reset: None)
+    pool = PhysicsPool(4, 4, lambda lo, hi, reset: None)
+    pool.step()
+    pool.close()
+    pool.close()
+
+
 def test_the_copies_reset_come_back_in_order():
     pool = PhysicsPool(9, 3, lambda lo, hi, reset: reset.extend(range(lo, hi)))
     try:

@@ -41,8 +41,8 @@ def run_inprocess(cfg: Any, spec: Any, graph: Any, run_dir: Path, should_stop: C
     lockstep = Lockstep(make_task(cfg.task, n_envs=cfg.envs, seed=cfg.seed, physics_threads=cfg.physics_threads),
                         run_dir / "envserver", cfg.steps)
     bar = ProgressBar(cfg.steps) if cfg.progress else None
-    res = lockstep.reset()
     try:
+        res = lockstep.reset()
         while not lockstep.finished and not should_stop():
             critic_ins = net.exchange(lockstep.t, res.obs)
             done = res.terminated | res.truncated

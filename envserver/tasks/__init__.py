@@ -81,7 +81,8 @@ def task_spec(name: str) -> TaskSpec:
 
 
 def make_task(name: str, n_envs: int, seed: int, physics_threads: int = 1) -> VecTask:
-    """``physics_threads``: threads stepping the copies (0: automatic, physics_pool.py)."""
+    """``physics_threads``: threads stepping the copies (0: automatic, physics_pool.py). One by
+    default here: a run asks for its own count (``--physics-threads``, automatic by default)."""
     threads = resolve_threads(physics_threads, n_envs)  # a bad count fails before the task is built
     task = task_class(name)(n_envs=n_envs, seed=seed)
     if threads > 1:

@@ -224,6 +224,7 @@ class MujocoTask(VecTask):
                 dst[...] = src
 
     def use_threads(self, threads: int) -> None:
+        """Step the copies in ``threads`` chunks at once from now on (1: in this thread only)."""
         if self._pool is not None:
             self._pool.close()
         self._pool = PhysicsPool(self.n_envs, threads, self._advance) if threads > 1 else None

@@ -2,8 +2,8 @@
 
 Why it pays: ``mj_step`` releases the GIL, and in a lockstep the envserver's physics is the serial
 phase — every agent waits for its STEP while the copies are stepped — so the other cores sit idle
-unless the copies are split across them (bench/NOTES.md §21: 6x1 on two cores, +14 % env steps/s
-at E = 16 and +26 % at E = 32, distributed and in-process alike). Each copy has its own ``MjData`` and its own rows of the state matrix, so what a copy
+unless the copies are split across them (bench/NOTES.md §21: 6x1 on two cores, +14 % env
+steps/s at E = 16 and +26 % at E = 32, distributed and in-process alike). Each copy has its own ``MjData`` and its own rows of the state matrix, so what a copy
 computes does not depend on the thread that stepped it: a run is bit-identical at any thread count
 (tests/test_physics_threads.py).
 
@@ -30,8 +30,9 @@ Advance = Callable[[int, int, list], None]
 
 def physics_threads_option() -> Any:
     """``--physics-threads``, declared once for the envserver and for `khop run` (which hands it on)."""
-    return option(0, "threads stepping the env copies' physics (MuJoCo tasks, whose step releases the GIL; "
-                     f"a run is bit-identical at any count); 0: one per {COPIES_PER_THREAD} copies, at most the CPUs",
+    return option(0, "threads stepping the env copies' physics (the safe-* and mamujoco-* MuJoCo tasks, whose "
+                     "step releases the GIL; a run is bit-identical at any count); 0: one per "
+                     f"{COPIES_PER_THREAD} copies, at most the CPUs this process may run on",
                   check=at_least(0), metavar="N")
 
 
@@ -76,10 +77,12 @@ class _Worker:
 
 
 class PhysicsPool:
-    """Copies split into ``threads`` contiguous chunks: the first stepped by the caller, each other
-    by its own thread, all at once."""
+    """Copies split into ``threads`` contiguous chunks (1 ≤ threads ≤ copies): the first stepped by
+    the caller, each other by its own thread, all at once."""
 
     def __init__(self, n_envs: int, threads: int, advance: Advance) -> None:
+        if not 1 <= threads <= n_envs:
+            raise ValueError(f"a physics pool needs 1 to {n_envs} threads for {n_envs} copies, got {threads}")
         bounds = [n_envs * k // threads for k in range(threads + 1)]
         self.advance = advance
         self.own = (bounds[0], bounds[1])
@@ -93,10 +96,17 @@ class PhysicsPool:
         error: BaseException | None = None
         try:
             self.advance(*self.own, reset)
-        except BaseException as err:  # still wait for the workers: their chunks write the same arrays
+        except BaseException as err:
             error = err
+        # whatever happened in our chunk (an error, Ctrl-C), every worker is waited for: their chunks
+        # write the same arrays, and one still running when step() returns would race the next
         for w in self.workers:
-            w.done.acquire()
+            while True:
+                try:
+                    w.done.acquire()
+                    break
+                except BaseException as err:  # interrupted while waiting: wait on, raise it after
+                    error = error or err
             error = error or w.error
             reset += w.reset
         if error is not None:
@@ -104,9 +114,11 @@ class PhysicsPool:
         return reset
 
     def close(self) -> None:
+        """Stop and join the threads; safe to call twice."""
         for w in self.workers:
             w.stopping = True
-            w.go.release()
+            if w.go.locked():  # unlocked: a release is pending, and the worker will see ``stopping``
+                w.go.release()
         for w in self.workers:
             w.thread.join()
         self.workers = []
