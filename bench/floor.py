@@ -79,13 +79,13 @@ def measure(variant: str, task: str, kappa: int, envs: int, seconds: float, run_
         if variant in ("khop", "khop-inprocess"):
             run = run_distributed if variant == "khop" else run_in_process
             res = run(khop_config(task, kappa, envs, seconds, run_dir), seconds=seconds)
-            return {k: res[k] for k in ("steps_per_s", "cpu_us_per_step", "window_s", "load_1m")} | {
-                "failed": res.get("failed", {})}
-        res = run_lean(task, kappa, envs, seconds, LEVEL[variant])
+        else:
+            res = run_lean(task, kappa, envs, seconds, LEVEL[variant])
     except (RuntimeError, OSError, ValueError, subprocess.TimeoutExpired) as err:  # recorded; the other cells run
         return {"steps_per_s": None, "cpu_us_per_step": None, "window_s": 0.0, "load_1m": load_average(),
                 "failed": {variant: str(err)[-300:]}}
-    return {k: res[k] for k in ("steps_per_s", "cpu_us_per_step", "window_s", "load_1m")} | {"failed": {}}
+    return {k: res[k] for k in ("steps_per_s", "cpu_us_per_step", "window_s", "load_1m")} | {
+        "failed": res.get("failed", {})}
 
 
 def median(values: list[float | None]) -> float | None:

@@ -190,7 +190,7 @@ def agent(i: int, task: str, kappa: int, envs: int, level: str, locksteps: int, 
     recvs = [[(s, o) for (q, s, rcv, o) in plan if q == r and rcv == i] for r in range(kappa + 1)]
     act = make_actor(dims[i], act_dim) if level == "compute" else None
     parts = Parts(i, task, kappa, envs, locksteps) if level == "parts" else None
-    acting = parts or (Acting(i, task, kappa, envs, locksteps) if level == "learner" else None)
+    acting = Acting(i, task, kappa, envs, locksteps) if level == "learner" else None
     zeros = np.zeros((envs, act_dim), np.float32).tobytes()
     while True:
         frames = _recv(env, "STEP")
@@ -254,8 +254,7 @@ class Physics:
         self.state = np.zeros((envs, width), np.float32)
         self.cols = [(np.arange(a.obs_dim) + i) % width for i, a in enumerate(spec.agents)]
         self.action = np.zeros((envs, self.model.nu), np.float32)
-        threads = resolve_threads(0, envs)
-        self.pool = PhysicsPool(envs, threads, self._advance) if threads > 1 else None
+        self.pool = PhysicsPool(envs, resolve_threads(0, envs), self._advance)
 
     def _advance(self, lo: int, hi: int, _reset: list) -> None:
         nq = self.model.nq
@@ -266,10 +265,7 @@ class Physics:
             self.state[e, :nq], self.state[e, nq:] = d.qpos, d.qvel
 
     def step(self) -> list[bytes]:
-        if self.pool is not None:
-            self.pool.step()
-        else:
-            self._advance(0, len(self.datas), [])
+        self.pool.step()
         return [self.state[:, c] for c in self.cols]  # fresh contiguous arrays: frames as they are
 
 

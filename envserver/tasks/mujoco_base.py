@@ -57,7 +57,7 @@ class MujocoTask(VecTask):
         self._copies = [[(self.S[e, off:off + getattr(d, name).size], getattr(d, name).reshape(-1))
                          for name, off in L.blocks.items()] for e, d in enumerate(self.datas)]
         self._ctrls = [d.ctrl for d in self.datas]
-        self._pool: PhysicsPool | None = None  # one thread until use_threads
+        self._pool = PhysicsPool(E, 1, self._advance)  # one chunk, this thread, until use_threads
         self._rne = "cfrc_ext" in L.blocks  # cfrc_ext stays 0 without it (spec §1.7)
         self._act = np.zeros((E, m.nu))
         self._a = self._act[:, :L.n_robot_act]  # the agents' columns (a hazard's motor comes last)
@@ -225,9 +225,8 @@ class MujocoTask(VecTask):
 
     def use_threads(self, threads: int) -> None:
         """Step the copies in ``threads`` chunks at once from now on (1: in this thread only)."""
-        if self._pool is not None:
-            self._pool.close()
-        self._pool = PhysicsPool(self.n_envs, threads, self._advance) if threads > 1 else None
+        self._pool.close()
+        self._pool = PhysicsPool(self.n_envs, threads, self._advance)
 
     def step(self, actions: list[np.ndarray]) -> StepResult:
         S, E, hazard, rules = self.S, self.n_envs, self.hazard, self._rules
@@ -236,11 +235,7 @@ class MujocoTask(VecTask):
             hazard.control(S, self._act)
             hazard.anchor(S)
         before = S.take(self._fwd_idx, axis=1)
-        if self._pool is not None:
-            reset_by_mujoco = self._pool.step()
-        else:
-            reset_by_mujoco = []
-            self._advance(0, E, reset_by_mujoco)
+        reset_by_mujoco = self._pool.step()
         self._derive()
 
         if self._one_fwd:

@@ -78,7 +78,8 @@ class _Worker:
 
 class PhysicsPool:
     """Copies split into ``threads`` contiguous chunks (1 ≤ threads ≤ copies): the first stepped by
-    the caller, each other by its own thread, all at once."""
+    the caller, each other by its own thread, all at once. One chunk is the serial loop: no thread,
+    no lock, so a task steps through the pool at any count."""
 
     def __init__(self, n_envs: int, threads: int, advance: Advance) -> None:
         if not 1 <= threads <= n_envs:
