@@ -337,9 +337,9 @@ class EnvServer:
         reason = "stopped" if self.stop_requested else "run complete"
         for agent in list(self.routes):
             self._send_to(self.routes[agent], P.encode("BYE", {"reason": reason}))
-        try:
-            self._event("server_stop", None, reason)
+        try:  # the final status first: its socket-counter events (agents hanging up) come before server_stop
             self._write_status(final=True)
+            self._event("server_stop", None, reason)
         finally:  # a full disk refuses the rows above; the sockets and files are closed all the same
             self._close()
 
